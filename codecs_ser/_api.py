@@ -1,0 +1,394 @@
+"""The public calls: dump, load, dumps, loads, open, load_arrays, add, audit, verify."""
+
+from __future__ import annotations
+
+import builtins
+import io
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from . import _checksum
+from ._container import Reader, Writer
+from ._manifest import EntryInfo, EntryMap, Manifest, parse_manifest
+from ._skeleton import scan_globals
+from .backend import ContainerReader, Source, Target
+from .errors import CodecsSerError, FormatError, UsageError
+from .registry import Registry, default_registry
+
+__all__ = [
+    "Container",
+    "add",
+    "audit",
+    "dump",
+    "dumps",
+    "load",
+    "load_arrays",
+    "loads",
+    "open",
+    "verify",
+]
+
+DEFAULT_NAME = "main"
+_HEAD = 512
+
+
+def _is_path(x: Any) -> bool:
+    return isinstance(x, (str, os.PathLike))
+
+
+def _pick_backend(target: Any, backend: str | None, registry: Registry) -> str:
+    if backend is not None:
+        if not isinstance(backend, str):
+            raise UsageError(f"backend must be a name such as 'tar', not {backend!r}")
+        registry.get_backend_spec(backend)
+        return backend
+    if _is_path(target):
+        return registry.backend_for_suffix(os.fspath(target)) or "tar"
+    return "tar"
+
+
+def dump(
+    obj: Any,
+    target: Target,
+    *,
+    backend: str | None = None,
+    name: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    checksum: str = _checksum.DEFAULT,
+    durable: bool = True,
+    registry: Registry | None = None,
+) -> None:
+    """Save ``obj`` to a path or a binary file object.
+
+    The backend comes from ``backend``, else the target's suffix (``.tar``,
+    ``.zip``), else ``tar``; ``backend="dir"`` writes a folder.  Writing to a
+    path is atomic: the old file stays until the new one is complete.
+    ``durable=False`` skips the fsyncs.  ``checksum`` names the blob checksum
+    (``"xxh3_64"``, or ``"sha256"`` for tamper evidence).
+    """
+    registry = registry or default_registry
+    if not (_is_path(target) or hasattr(target, "write")):
+        raise UsageError(
+            f"target must be a path or a writable binary file, not {type(target).__name__}"
+        )
+    if name is not None and (not isinstance(name, str) or not name):
+        raise UsageError("name must be a non-empty string")
+    try:
+        _checksum.check_algorithm(checksum)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    backend_id = _pick_backend(target, backend, registry)
+    writer = registry.get_backend(backend_id).create(target, durable=durable)
+    try:
+        w = Writer(writer, registry, checksum=checksum)
+        w.write_object(obj, name or DEFAULT_NAME, None)
+        w.commit(metadata)
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def dumps(obj: Any, **kwargs: Any) -> bytes:
+    """Save ``obj`` to bytes in memory (a tar container unless ``backend`` says otherwise)."""
+    buf = io.BytesIO()
+    dump(obj, buf, **kwargs)
+    return buf.getvalue()
+
+
+def _open_backend(source: Any, registry: Registry) -> tuple[ContainerReader, str]:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        head = bytes(memoryview(source)[:_HEAD])
+        name = None
+    elif _is_path(source):
+        path = os.fspath(source)
+        if os.path.isdir(path):
+            for backend_id in registry.directory_backends():
+                return registry.get_backend(backend_id).open(path), backend_id
+            raise FormatError("no installed backend reads folders", path=path)
+        with builtins.open(path, "rb") as f:
+            head = f.read(_HEAD)
+        name = path
+    elif hasattr(source, "read"):
+        seekable = getattr(source, "seekable", lambda: False)()
+        if not seekable:
+            source = source.read()
+            return _open_backend(source, registry)
+        start = source.tell()
+        head = source.read(_HEAD)
+        source.seek(start)
+        name = getattr(source, "name", None)
+    else:
+        raise UsageError(
+            f"source must be a path, a readable binary file or bytes, not {type(source).__name__}"
+        )
+    backend_id = registry.backend_for_head(head)
+    if backend_id is None:
+        raise FormatError(
+            "not a codecs_ser container: neither a tar nor a zip file, nor a format of an "
+            "installed backend",
+            path=name if isinstance(name, str) else None,
+        )
+    return registry.get_backend(backend_id).open(source), backend_id
+
+
+class Container:
+    """An opened container: reading it costs its manifest; entries are read one by one.
+
+    Use it as a context manager: ``with codecs_ser.open(path) as c: c.read(name)``.
+    """
+
+    def __init__(self, source: Source | bytes, *, registry: Registry | None = None) -> None:
+        self._registry = registry or default_registry
+        self._reader, self.backend = _open_backend(source, self._registry)
+        try:
+            name = os.fspath(source) if _is_path(source) else None
+            self._manifest: Manifest = parse_manifest(self._reader.read_manifest(), name)
+        except BaseException:
+            self._reader.close()
+            raise
+
+    # -- what it holds --------------------------------------------------------------
+
+    @property
+    def entries(self) -> Mapping[str, EntryInfo]:
+        """Entry name -> :class:`EntryInfo` (codec, dtype, shape, nbytes, ...), decoded lazily."""
+        return EntryMap(self._manifest)
+
+    @property
+    def objects(self) -> list[str]:
+        """Names of the objects stored (the first one is what ``load`` returns by default)."""
+        return [o.name for o in self._manifest.objects]
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The user metadata given to ``dump``."""
+        return self._manifest.metadata
+
+    @property
+    def format_version(self) -> int:
+        return self._manifest.format_version
+
+    @property
+    def writer(self) -> dict[str, Any]:
+        """Versions of codecs_ser, Python and numpy that wrote the container."""
+        return self._manifest.writer
+
+    @property
+    def dists(self) -> dict[str, Any]:
+        """Distributions (and versions) whose codecs wrote entries."""
+        return self._manifest.dists
+
+    def skeleton_format(self, name: str | None = None) -> str:
+        """'msgpack' (pure data, no pickle) or 'pickle' for the named object."""
+        return self._manifest.objects[self._object_index(name)].skeleton_format
+
+    def _object_index(self, name: str | None) -> int:
+        try:
+            return self._manifest.object_index(name)
+        except KeyError as e:
+            raise UsageError(e.args[0]) from None
+
+    def _reader_for(self, **kwargs: Any) -> Reader:
+        return Reader(self._manifest, self._reader, self._registry, **kwargs)
+
+    # -- reading ----------------------------------------------------------------
+
+    def read(
+        self, name: str, *, mmap: bool = False, verify: bool | None = None, map_location: Any = None
+    ) -> Any:
+        """One entry, decoded by its codec; reads that entry's bytes and nothing else."""
+        index = self._manifest.find(name)
+        if index is None:
+            raise KeyError(f"no entry named {name!r} in this container")
+        return self._reader_for(mmap=mmap, verify=verify, map_location=map_location).entry_value(
+            index
+        )
+
+    def load(
+        self,
+        name: str | None = None,
+        *,
+        trusted: Any = False,
+        mmap: bool = False,
+        verify: bool | None = None,
+        map_location: Any = None,
+    ) -> Any:
+        """The named object (the first one by default); see :func:`codecs_ser.load`."""
+        index = self._object_index(name)
+        reader = self._reader_for(mmap=mmap, verify=verify, map_location=map_location)
+        return reader.load_object(index, trusted=trusted)
+
+    def arrays(
+        self, name: str | None = None, *, mmap: bool = False, verify: bool | None = None
+    ) -> dict[str, np.ndarray]:
+        """Every blob as a numpy array, with no codec and no unpickling.
+
+        Keys are member names without ``.npy``; with ``name``, only that object's
+        entries, keyed relative to the object.
+        """
+        m = self._manifest
+        only = None if name is None else self._object_index(name)
+        reader = self._reader_for(mmap=mmap, verify=verify)
+        out: dict[str, np.ndarray] = {}
+        for i in range(len(m.names)):
+            entry = m.entry(i)
+            if only is not None and entry.object != only:
+                continue
+            prefix = m.objects[entry.object].prefix if only is not None else ""
+            for blob in entry.blobs:
+                out[_strip(blob.name, prefix)] = reader.read_array(blob, entry=entry.name)
+        return out
+
+    def audit(self, name: str | None = None) -> list[str]:
+        """The globals loading would import (all objects, or the named one), sorted."""
+        found: set[str] = set()
+        indices = range(len(self._manifest.objects)) if name is None else [self._object_index(name)]
+        reader = self._reader_for()
+        for i in indices:
+            obj = self._manifest.objects[i]
+            if obj.skeleton_format == "pickle":
+                found.update(scan_globals(reader.read_skeleton(obj)))
+        return sorted(found)
+
+    def verify(self) -> list[tuple[str, str]]:
+        """Check every checksum; returns (member, problem) pairs, empty when all is well."""
+        problems: list[tuple[str, str]] = []
+        reader = self._reader_for(verify=True)
+        m = self._manifest
+        for obj in m.objects:
+            try:
+                reader.read_skeleton(obj)
+            except CodecsSerError as e:
+                problems.append((str(obj.skeleton_ref.get("member")), str(e)))
+        for i in range(len(m.names)):
+            try:
+                entry = m.entry(i)
+            except CodecsSerError as e:
+                problems.append((m.names[i], str(e)))
+                continue
+            for blob in entry.blobs:
+                try:
+                    reader.read_array(blob, entry=entry.name)
+                except CodecsSerError as e:
+                    problems.append((blob.member, str(e)))
+        return problems
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def __enter__(self) -> Container:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _strip(name: str, prefix: str) -> str:
+    return name[len(prefix) :] if prefix and name.startswith(prefix) else name
+
+
+def open(source: Source | bytes, *, registry: Registry | None = None) -> Container:
+    """Open a container; reads only its manifest."""
+    return Container(source, registry=registry)
+
+
+def load(
+    source: Source | bytes,
+    name: str | None = None,
+    *,
+    trusted: Any = False,
+    mmap: bool = False,
+    verify: bool | None = None,
+    map_location: Any = None,
+    registry: Registry | None = None,
+) -> Any:
+    """Load an object saved by :func:`dump` (the first object, or the one called ``name``).
+
+    Safe by default: a pure-data object loads with no pickle; a pickled one may
+    import only allowed globals, else :class:`~codecs_ser.errors.UntrustedError`
+    lists what it wants.  ``trusted=True`` allows everything, a list of
+    ``"module.Name"`` strings allows those.  ``mmap=True`` returns read-only
+    zero-copy views of uncompressed blobs.  Checksums are verified as blobs are
+    read (``verify=False`` skips that; with ``mmap`` they are skipped unless
+    ``verify=True``, since verifying reads every page).
+    """
+    with Container(source, registry=registry) as c:
+        return c.load(name, trusted=trusted, mmap=mmap, verify=verify, map_location=map_location)
+
+
+def loads(data: bytes, **kwargs: Any) -> Any:
+    """Load an object from bytes made by :func:`dumps`."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise UsageError(f"loads() takes bytes, not {type(data).__name__}")
+    return load(data, **kwargs)
+
+
+def load_arrays(
+    source: Source | bytes,
+    name: str | None = None,
+    *,
+    mmap: bool = False,
+    verify: bool | None = None,
+    registry: Registry | None = None,
+) -> dict[str, np.ndarray]:
+    """Every array of the container as numpy, by hierarchical name; no codec, no unpickling."""
+    with Container(source, registry=registry) as c:
+        return c.arrays(name, mmap=mmap, verify=verify)
+
+
+def audit(
+    source: Source | bytes, name: str | None = None, *, registry: Registry | None = None
+) -> list[str]:
+    """The globals that loading would import, sorted; runs nothing."""
+    with Container(source, registry=registry) as c:
+        return c.audit(name)
+
+
+def verify(source: Source | bytes, *, registry: Registry | None = None) -> list[tuple[str, str]]:
+    """Check every checksum of a container; an empty list means it is intact."""
+    with Container(source, registry=registry) as c:
+        return c.verify()
+
+
+def add(
+    path: str | os.PathLike[str],
+    obj: Any,
+    *,
+    name: str,
+    metadata: dict[str, Any] | None = None,
+    durable: bool = True,
+    registry: Registry | None = None,
+) -> None:
+    """Append ``obj`` as a new named object to the container at ``path``.
+
+    Arrays whose bytes the container already holds are not stored again.  A
+    failure midway leaves the container exactly as it was.
+    """
+    registry = registry or default_registry
+    if not _is_path(path):
+        raise UsageError("add() needs a path to an existing container")
+    if not isinstance(name, str) or not name:
+        raise UsageError("add() needs a non-empty name for the new object")
+    reader, backend_id = _open_backend(path, registry)
+    try:
+        manifest = parse_manifest(reader.read_manifest(), os.fspath(path))
+        if any(o.name == name for o in manifest.objects):
+            raise UsageError(f"{os.fspath(path)!r} already holds an object named {name!r}")
+        algorithm = (
+            manifest.checksum if manifest.checksum in _checksum.ALGORITHMS else _checksum.DEFAULT
+        )
+        writer = registry.get_backend(backend_id).append(os.fspath(path), durable=durable)
+        try:
+            w = Writer(
+                writer, registry, checksum=algorithm, existing=manifest, existing_reader=reader
+            )
+            w.write_object(obj, name, metadata)
+            w.commit()
+        except BaseException:
+            writer.abort()
+            raise
+    finally:
+        reader.close()

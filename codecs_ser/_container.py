@@ -1,0 +1,703 @@
+"""Container writer and reader: walk -> dispatch -> codec -> .npy blobs -> backend, and back.
+
+The core never names a framework: each leaf goes to the codec the registry
+finds for its type; the core writes each array the codec returns as a .npy
+member, checksums it on the way, and records it in the manifest.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from . import _checksum
+from ._manifest import (
+    META_DIR,
+    NDARRAY_CODEC,
+    BlobInfo,
+    EntryInfo,
+    Manifest,
+    ObjectInfo,
+    pack_entry,
+    pack_manifest,
+)
+from ._npy import build_header, descr_of, parse_header
+from ._skeleton import (
+    pack_msgpack,
+    pickle_skeleton,
+    scan_globals,
+    unpack_msgpack,
+    unpickle_skeleton,
+)
+from ._version import __version__
+from ._walk import Leaf, LeafCollector, escape_component
+from .backend import ContainerReader, ContainerWriter, MemberRef
+from .codec import DecodeContext, Encoded
+from .errors import CodecsSerError, FormatError, IntegrityError, UsageError
+from .registry import Registry
+
+#: Non-contiguous arrays are copied out in pieces of about this size.
+CHUNK = 16 << 20
+_CORE_DIST = "codecs-ser"
+
+
+def _byte_view(arr: np.ndarray) -> memoryview:
+    """The raw bytes of a C-contiguous array, without a copy."""
+    if arr.nbytes == 0:
+        return memoryview(b"")
+    return memoryview(arr.reshape(-1).view(np.uint8))
+
+
+def _array_chunks(arr: np.ndarray) -> tuple[bool, Iterable[memoryview]]:
+    """(fortran_order, chunks of the array's bytes in .npy order)."""
+    if arr.flags.c_contiguous:
+        return False, (_byte_view(arr),)
+    if arr.flags.f_contiguous:
+        return True, (_byte_view(arr.T),)
+    return False, _strided_chunks(arr)
+
+
+def _strided_chunks(arr: np.ndarray) -> Iterator[memoryview]:
+    rows = max(1, CHUNK // max(1, arr.nbytes // max(1, arr.shape[0])))
+    if arr.ndim and arr.nbytes // max(1, arr.shape[0]) <= CHUNK:
+        for i in range(0, arr.shape[0], rows):
+            yield _byte_view(np.ascontiguousarray(arr[i : i + rows]))
+        return
+    for chunk in np.nditer(
+        arr,
+        flags=["external_loop", "buffered", "zerosize_ok"],
+        buffersize=max(1, CHUNK // arr.itemsize),
+        order="C",
+    ):
+        yield _byte_view(np.ascontiguousarray(chunk))
+
+
+def _hashed(chunks: Iterable[memoryview], hasher: Any) -> Iterator[memoryview]:
+    for chunk in chunks:
+        hasher.update(chunk)
+        yield chunk
+
+
+def _dist_version(dist: str | None, cache: dict[str, str | None]) -> str | None:
+    if dist is None:
+        return None
+    if dist == _CORE_DIST:
+        return __version__
+    if dist not in cache:
+        try:
+            from importlib.metadata import version
+
+            cache[dist] = version(dist)
+        except Exception:
+            cache[dist] = None
+    return cache[dist]
+
+
+_DIST_VERSIONS: dict[str, str | None] = {}
+
+
+def writer_info() -> dict[str, Any]:
+    return {
+        "codecs_ser": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "msgpack": ".".join(map(str, msgpack.version)),
+        "platform": sys.platform,
+        "byteorder": sys.byteorder,
+    }
+
+
+def _check_metadata(metadata: Any) -> dict[str, Any]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise UsageError("metadata must be a dict of msgpack-safe values")
+    try:
+        msgpack.packb(metadata, use_bin_type=True, strict_types=False)
+    except Exception as e:
+        raise UsageError(
+            f"metadata must hold only str, bytes, int, float, bool, None, lists and dicts: {e}"
+        ) from None
+    return metadata
+
+
+class Writer:
+    """Writes one container: objects, their leaves, then the manifest."""
+
+    def __init__(
+        self,
+        backend_writer: ContainerWriter,
+        registry: Registry,
+        *,
+        checksum: str,
+        existing: Manifest | None = None,
+        existing_reader: ContainerReader | None = None,
+    ) -> None:
+        self._bw = backend_writer
+        self._registry = registry
+        self._algorithm = _checksum.check_algorithm(checksum)
+        self._descr_cache: dict[np.dtype, Any] = {}
+        self._existing = existing
+        self._existing_reader = existing_reader
+        self._objects: list[dict[str, Any]] = []
+        self._names: list[str] = []
+        self._entries: list[bytes] = []
+        self._dists: dict[str, Any] = {}
+        self._used: set[str] = {META_DIR.casefold()}
+        self._dedupe: dict[tuple[int, str], tuple[str, int | None]] | None = None
+        if existing is not None:
+            self._adopt(existing)
+
+    def _adopt(self, m: Manifest) -> None:
+        """Keep every object and entry of an existing container (for add)."""
+        for obj in m.objects:
+            self._objects.append(
+                {
+                    "name": obj.name,
+                    "prefix": obj.prefix,
+                    "skeleton": obj.skeleton_ref,
+                    "globals": obj.globals,
+                    "metadata": obj.metadata,
+                }
+            )
+            self._used.add(obj.prefix.rstrip("/").casefold())
+        self._names = list(m.names)
+        self._entries = list(m.raw_entries)
+        self._dists = dict(m.dists)
+        self._dedupe = {}
+        for i in range(len(m.names)):
+            entry = m.entry(i)
+            self._used.add(entry.name.casefold())
+            for blob in entry.blobs:
+                self._used.add(blob.member[: -len(".npy")].casefold())
+                self._dedupe[(blob.size, blob.checksum)] = (blob.member, blob.offset)
+
+    # -- objects ---------------------------------------------------------------
+
+    def write_object(self, obj: Any, name: str, metadata: dict[str, Any] | None = None) -> None:
+        if any(o["name"] == name for o in self._objects):
+            raise UsageError(f"the container already holds an object named {name!r}")
+        index = len(self._objects)
+        prefix = "" if index == 0 else escape_component(name) + "/"
+        if prefix and prefix.rstrip("/").casefold() in self._used:
+            raise UsageError(f"object name {name!r} clashes with an entry name; choose another")
+        collector = LeafCollector(
+            self._registry, prefix=prefix, used_names=self._used, first_index=len(self._names)
+        )
+        pure = collector.walk(obj)
+        if pure:
+            skeleton = pack_msgpack(obj, collector.ref)
+            fmt, globals_ = "msgpack", []
+        else:
+            skeleton = pickle_skeleton(obj, collector.ref)
+            fmt, globals_ = "pickle", scan_globals(skeleton)
+        self._write_leaves(collector, index)
+        member = f"{META_DIR}/objects/{index}.{fmt}"
+        hasher = _checksum.new_hasher(self._algorithm)
+        offset = self._bw.write_member(
+            member, len(skeleton), _hashed([memoryview(skeleton)], hasher)
+        )
+        self._objects.append(
+            {
+                "name": name,
+                "prefix": prefix,
+                "skeleton": {
+                    "format": fmt,
+                    "member": member,
+                    "offset": offset,
+                    "size": len(skeleton),
+                    "checksum": f"{self._algorithm}:{hasher.hexdigest()}",
+                },
+                "globals": globals_,
+                "metadata": _check_metadata(metadata),
+            }
+        )
+
+    def _write_leaves(self, collector: LeafCollector, obj_index: int) -> None:
+        views = self._find_views(collector.leaves)
+        for leaf in collector.leaves:
+            try:
+                entry = self._leaf_entry(leaf, obj_index, collector)
+                if leaf.index in views:
+                    base, offset = views[leaf.index]
+                    entry["meta"]["view"] = {
+                        "base": base.index,
+                        "offset": offset,
+                        "strides": list(leaf.obj.strides),
+                    }
+            except CodecsSerError as e:
+                e.add_note(f"while encoding {leaf.path!r} ({_type_name(leaf.obj)})")
+                raise
+            except Exception as e:
+                e.add_note(
+                    f"while encoding {leaf.path!r} ({_type_name(leaf.obj)}) with codec "
+                    f"{leaf.spec.codec_id!r}"
+                )
+                raise
+            self._names.append(leaf.stem)
+            self._entries.append(pack_entry(entry))
+
+    def _leaf_entry(self, leaf: Leaf, obj_index: int, collector: LeafCollector) -> dict[str, Any]:
+        spec = leaf.spec
+        codec = self._registry.get_codec(spec.codec_id)
+        encoded = codec.encode(leaf.obj)
+        if not isinstance(encoded, Encoded) or not encoded.arrays:
+            raise TypeError(
+                f"codec {spec.codec_id!r} returned {encoded!r}, not an Encoded with arrays"
+            )
+        blobs = []
+        for i, (role, arr) in enumerate(encoded.arrays.items()):
+            if not isinstance(arr, np.ndarray):
+                raise TypeError(
+                    f"codec {spec.codec_id!r} returned a {type(arr).__name__} for role {role!r}, not a numpy array"
+                )
+            stem = leaf.stem if i == 0 else collector.reserve_member(leaf.stem, role)
+            blobs.append(self._write_array(stem, role, arr))
+        dist = spec.dist
+        version = _dist_version(dist, _DIST_VERSIONS)
+        if dist is not None:
+            self._dists[dist] = version
+        return {
+            "name": leaf.stem,
+            "object": obj_index,
+            "path": leaf.path,
+            "codec": spec.codec_id,
+            "codec_version": int(codec.codec_version),
+            "dist": dist,
+            "device": encoded.device,
+            "meta": dict(encoded.meta),
+            "blobs": blobs,
+        }
+
+    def _write_array(self, stem: str, role: str, arr: np.ndarray) -> dict[str, Any]:
+        member = stem + ".npy"
+        dtype = arr.dtype
+        descr = self._descr_cache.get(dtype)
+        if descr is None:
+            descr = self._descr_cache[dtype] = descr_of(dtype)
+        fortran, chunks = _array_chunks(arr)
+        header = build_header(descr, fortran, arr.shape)
+        size = len(header) + arr.nbytes
+        hasher = _checksum.new_hasher(self._algorithm)
+        if self._dedupe is not None:
+            chunks = list(chunks)
+            hasher.update(header)
+            for c in chunks:
+                hasher.update(c)
+            checksum = f"{self._algorithm}:{hasher.hexdigest()}"
+            reuse = self._dedupe.get((size, checksum))
+            if reuse is not None and self._same_bytes(reuse, size, header, chunks):
+                member, offset = reuse
+            else:
+                offset = self._bw.write_member(member, size, [memoryview(header), *chunks])
+        else:
+            offset = self._bw.write_member(
+                member, size, _hashed(_prepend(memoryview(header), chunks), hasher)
+            )
+            checksum = f"{self._algorithm}:{hasher.hexdigest()}"
+        return {
+            "role": role,
+            "name": stem,
+            "member": member,
+            "offset": offset,
+            "size": size,
+            "dtype": descr,
+            "shape": list(arr.shape),
+            "fortran_order": fortran,
+            "checksum": checksum,
+        }
+
+    def _same_bytes(
+        self, reuse: tuple[str, int | None], size: int, header: bytes, chunks: list[memoryview]
+    ) -> bool:
+        """Compare a candidate for reuse byte by byte: a fast hash is not proof."""
+        assert self._existing_reader is not None
+        member, offset = reuse
+        with self._existing_reader.open_member(MemberRef(member, offset, size)) as f:
+            for piece in [memoryview(header), *chunks]:
+                if f.read(piece.nbytes) != piece:
+                    return False
+        return True
+
+    # -- numpy views ---------------------------------------------------------------
+
+    def _find_views(self, leaves: list[Leaf]) -> dict[int, tuple[Leaf, int]]:
+        """Leaves that are views into another stored ndarray leaf: index -> (base, offset).
+
+        Leaves sharing one memory owner are grouped; the largest contiguous one is
+        stored and the others that lie inside it become views of it.
+        """
+        groups: dict[int, list[Leaf]] = {}
+        for leaf in leaves:
+            arr = leaf.obj
+            if type(arr) is np.ndarray and arr.size and not arr.dtype.hasobject:
+                owner = arr
+                while isinstance(owner.base, np.ndarray):
+                    owner = owner.base
+                groups.setdefault(id(owner), []).append(leaf)
+        views: dict[int, tuple[Leaf, int]] = {}
+        for group in groups.values():
+            if len(group) < 2:
+                continue
+            bases = sorted(
+                (g for g in group if g.obj.flags.c_contiguous or g.obj.flags.f_contiguous),
+                key=lambda g: -g.obj.nbytes,
+            )
+            used_as_base: set[int] = set()
+            for base in bases:
+                if base.index in views:
+                    continue
+                for leaf in group:
+                    if leaf is base or leaf.index in views or leaf.index in used_as_base:
+                        continue
+                    offset = _view_offset(leaf.obj, base.obj)
+                    if offset is not None:
+                        views[leaf.index] = (base, offset)
+                        used_as_base.add(base.index)
+        return views
+
+    # -- finish ------------------------------------------------------------------
+
+    def commit(self, metadata: dict[str, Any] | None = None) -> None:
+        existing = self._existing
+        manifest = pack_manifest(
+            writer=existing.writer if existing is not None else writer_info(),
+            metadata=existing.metadata if existing is not None else _check_metadata(metadata),
+            checksum=self._algorithm,
+            objects=self._objects,
+            names=self._names,
+            entries=self._entries,
+            dists=self._dists,
+            created=existing.created if existing is not None else time.time(),
+        )
+        self._bw.commit(manifest)
+
+
+def _prepend(first: memoryview, rest: Iterable[memoryview]) -> Iterator[memoryview]:
+    yield first
+    yield from rest
+
+
+def _type_name(obj: Any) -> str:
+    tp = type(obj)
+    return f"{tp.__module__}.{tp.__qualname__}"
+
+
+def _view_offset(view: np.ndarray, base: np.ndarray) -> int | None:
+    """Byte offset of ``view`` inside ``base``'s buffer, if base is stored as one block."""
+    if not (base.flags.c_contiguous or base.flags.f_contiguous) or view.dtype.hasobject:
+        return None
+    start = view.__array_interface__["data"][0] - base.__array_interface__["data"][0]
+    low = high = 0
+    for n, stride in zip(view.shape, view.strides, strict=False):
+        if stride < 0:
+            low += (n - 1) * stride
+        else:
+            high += (n - 1) * stride
+    if start + low < 0 or start + high + view.itemsize > base.nbytes:
+        return None
+    return start
+
+
+# -- reading -----------------------------------------------------------------------
+
+
+class Reader:
+    """Decodes entries and objects of one opened container, each entry at most once."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        backend_reader: ContainerReader,
+        registry: Registry,
+        *,
+        mmap: bool = False,
+        verify: bool | None = None,
+        map_location: Any = None,
+    ) -> None:
+        self.m = manifest
+        self._br = backend_reader
+        self._registry = registry
+        self._mmap = mmap
+        self._verify = (not mmap) if verify is None else bool(verify)
+        self._map_location = map_location
+        self._decoded: dict[int, Any] = {}
+        self._resolving: set[int] = set()
+
+    # -- blobs ---------------------------------------------------------------
+
+    def read_array(self, blob: BlobInfo, *, entry: str) -> np.ndarray:
+        """One .npy blob as an array: checked against the manifest and its checksum."""
+        ref = MemberRef(blob.member, blob.offset, blob.size)
+        expected = build_header(blob.descr, blob.fortran_order, blob.shape)
+        if self._mmap:
+            view = self._br.map_member(ref)
+            if view is not None:
+                return self._array_from_view(view, blob, expected)
+        with self._br.open_member(ref) as f:
+            head = _read_exact(f, min(len(expected), blob.size), blob, self.m.source)
+            hlen = len(expected)
+            if head != expected:
+                hlen = self._check_foreign_header(head, f, blob)
+            if hlen + blob.nbytes != blob.size:
+                raise FormatError(
+                    f".npy member holds {blob.size - hlen} bytes of data, its shape and dtype "
+                    f"need {blob.nbytes}",
+                    path=self.m.source,
+                    member=blob.member,
+                )
+            arr = np.empty(blob.shape, blob.dtype, order="F" if blob.fortran_order else "C")
+            target = _byte_view(arr.T if blob.fortran_order else arr)
+            _readinto_exact(f, target, blob, self.m.source)
+        if self._verify:
+            hasher = _checksum.new_hasher(_checksum.split(blob.checksum)[0])
+            hasher.update(head if hlen == len(head) else self._reread_header(ref, hlen))
+            hasher.update(target)
+            self._compare(blob, hasher)
+        return arr
+
+    def _reread_header(self, ref: MemberRef, hlen: int) -> bytes:
+        with self._br.open_member(ref) as f:
+            return _read_exact(f, hlen, None, self.m.source)
+
+    def _check_foreign_header(self, head: bytes, f: Any, blob: BlobInfo) -> int:
+        """A header we did not write byte for byte: parse it and compare with the manifest."""
+        prefix = head[:12]
+        if len(prefix) >= 10 and prefix[:6] == b"\x93NUMPY":
+            need = (
+                (10 + int.from_bytes(prefix[8:10], "little"))
+                if prefix[6] == 1
+                else (12 + int.from_bytes(prefix[8:12], "little"))
+            )
+        else:
+            need = len(head)
+        if need > blob.size:
+            raise FormatError(
+                ".npy header runs past the member", path=self.m.source, member=blob.member
+            )
+        if need > len(head):
+            head = head + _read_exact(f, need - len(head), blob, self.m.source)
+        elif need < len(head):
+            raise FormatError(
+                ".npy header is shorter than expected; data misaligned",
+                path=self.m.source,
+                member=blob.member,
+            )
+        dtype, fortran, shape, hlen = parse_header(head)
+        if dtype != blob.dtype or fortran != blob.fortran_order or shape != blob.shape:
+            raise FormatError(
+                f".npy header ({dtype}, {shape}, fortran={fortran}) disagrees with the manifest "
+                f"({blob.dtype}, {blob.shape}, fortran={blob.fortran_order})",
+                path=self.m.source,
+                member=blob.member,
+            )
+        return hlen
+
+    def _array_from_view(self, view: memoryview, blob: BlobInfo, expected: bytes) -> np.ndarray:
+        head = bytes(view[: len(expected)])
+        hlen = len(expected)
+        if head != expected:
+            dtype, fortran, shape, hlen = parse_header(bytes(view[: min(view.nbytes, 1 << 20)]))
+            if dtype != blob.dtype or fortran != blob.fortran_order or shape != blob.shape:
+                raise FormatError(
+                    ".npy header disagrees with the manifest",
+                    path=self.m.source,
+                    member=blob.member,
+                )
+        if hlen + blob.nbytes != view.nbytes:
+            raise FormatError(
+                ".npy member size does not match its shape and dtype",
+                path=self.m.source,
+                member=blob.member,
+            )
+        if self._verify:
+            hasher = _checksum.new_hasher(_checksum.split(blob.checksum)[0])
+            hasher.update(view)
+            self._compare(blob, hasher)
+        if blob.nbytes == 0:
+            return np.empty(blob.shape, blob.dtype)
+        return np.ndarray(
+            blob.shape,
+            blob.dtype,
+            buffer=view,
+            offset=hlen,
+            order="F" if blob.fortran_order else "C",
+        )
+
+    def _compare(self, blob: BlobInfo, hasher: Any) -> None:
+        algorithm, digest = _checksum.split(blob.checksum)
+        actual = hasher.hexdigest()
+        if actual != digest:
+            raise IntegrityError(
+                blob.member, algorithm=algorithm, expected=digest, actual=actual, path=self.m.source
+            )
+
+    # -- entries ---------------------------------------------------------------
+
+    def entry_value(self, index: int) -> Any:
+        """The decoded leaf of an entry, decoded once so shared leaves stay one object."""
+        try:
+            return self._decoded[index]
+        except KeyError:
+            pass
+        if index in self._resolving:
+            raise FormatError("entries refer to each other in a cycle", path=self.m.source)
+        self._resolving.add(index)
+        try:
+            entry = self.m.entry(index)
+            try:
+                value = self._decode(entry)
+            except CodecsSerError as e:
+                e.add_note(f"while decoding entry {entry.name!r} with codec {entry.codec!r}")
+                raise
+        finally:
+            self._resolving.discard(index)
+        self._decoded[index] = value
+        return value
+
+    def _decode(self, entry: EntryInfo) -> Any:
+        if entry.codec == NDARRAY_CODEC and isinstance(entry.meta.get("view"), dict):
+            return self._decode_view(entry)
+        codec = self._registry.get_codec(entry.codec, entry=entry.name, dist=entry.dist)
+        if entry.codec_version > codec.codec_version:
+            raise FormatError(
+                f"entry was written by version {entry.codec_version} of codec {entry.codec!r}; "
+                f"the installed one reads up to version {codec.codec_version}. Upgrade "
+                f"{entry.dist or 'the package that provides it'}",
+                path=self.m.source,
+                member=entry.name,
+            )
+        arrays = {b.role: self.read_array(b, entry=entry.name) for b in entry.blobs}
+        encoded = Encoded(arrays=arrays, meta=entry.meta, device=entry.device)
+        ctx = DecodeContext(
+            codec_version=entry.codec_version,
+            mmap=self._mmap,
+            map_location=self._map_location,
+            entry=entry.name,
+        )
+        try:
+            return codec.decode(encoded, ctx)
+        except CodecsSerError:
+            raise
+        except Exception as e:
+            raise FormatError(
+                f"codec {entry.codec!r} could not decode this entry: {type(e).__name__}: {e}",
+                path=self.m.source,
+                member=entry.name,
+            ) from e
+
+    def _decode_view(self, entry: EntryInfo) -> np.ndarray:
+        """A view into another entry's array, as it was when dumped (its own blob is a copy
+        kept for readers that do not know views)."""
+        view = entry.meta["view"]
+        base_index, offset, strides = view.get("base"), view.get("offset"), view.get("strides")
+        if type(base_index) is not int or not isinstance(strides, list) or len(entry.blobs) != 1:
+            raise FormatError("bad view entry", path=self.m.source, member=entry.name)
+        base_entry = self.m.entry(base_index)
+        if base_entry.codec != NDARRAY_CODEC or "view" in base_entry.meta:
+            raise FormatError(
+                "view entry's base is not a stored array", path=self.m.source, member=entry.name
+            )
+        base = self.entry_value(base_index)
+        blob = entry.blobs[0]
+        return _make_view(
+            base, blob.dtype, blob.shape, tuple(strides), offset, self.m.source, entry.name
+        )
+
+    # -- objects -----------------------------------------------------------------
+
+    def read_skeleton(self, obj: ObjectInfo) -> bytes:
+        ref = obj.skeleton_ref
+        blob_ref = MemberRef(ref["member"], ref["offset"], ref["size"])
+        with self._br.open_member(blob_ref) as f:
+            data = _read_exact(f, blob_ref.size, None, self.m.source)
+        algorithm, digest = _checksum.split(ref["checksum"])
+        hasher = _checksum.new_hasher(algorithm)
+        hasher.update(data)
+        if hasher.hexdigest() != digest:
+            raise IntegrityError(
+                blob_ref.name,
+                algorithm=algorithm,
+                expected=digest,
+                actual=hasher.hexdigest(),
+                path=self.m.source,
+            )
+        return data
+
+    def load_object(self, obj_index: int, *, trusted: Any) -> Any:
+        obj = self.m.objects[obj_index]
+        data = self.read_skeleton(obj)
+        resolve = self._resolver(obj_index)
+        if obj.skeleton_format == "msgpack":
+            return unpack_msgpack(data, resolve)
+        return unpickle_skeleton(data, resolve, trusted=trusted, source=self.m.source)
+
+    def _resolver(self, obj_index: int) -> Any:
+        def resolve(index: int) -> Any:
+            entry = self.m.entry(index)
+            if entry.object > obj_index:
+                raise FormatError(
+                    "skeleton refers to an entry of a later object", path=self.m.source
+                )
+            return self.entry_value(index)
+
+        return resolve
+
+
+def _make_view(
+    base: np.ndarray,
+    dtype: np.dtype,
+    shape: tuple[int, ...],
+    strides: tuple[int, ...],
+    offset: int,
+    source: str | None,
+    name: str,
+) -> np.ndarray:
+    ok = (
+        type(offset) is int
+        and len(shape) == len(strides) <= 64
+        and all(type(n) is int and n >= 0 for n in shape)
+        and all(type(s) is int for s in strides)
+    )
+    if ok:
+        low = high = 0
+        for n, s in zip(shape, strides, strict=False):
+            if n == 0:
+                low = high = 0
+                break
+            if s < 0:
+                low += (n - 1) * s
+            else:
+                high += (n - 1) * s
+        ok = offset + low >= 0 and offset + high + dtype.itemsize <= base.nbytes
+    if not ok:
+        raise FormatError("view entry lies outside its base array", path=source, member=name)
+    flat = (
+        base.reshape(-1, order="A") if base.flags.c_contiguous or base.flags.f_contiguous else None
+    )
+    if flat is None:
+        raise FormatError("view entry's base is not contiguous", path=source, member=name)
+    raw = flat.view(np.uint8)
+    return np.ndarray(shape, dtype, buffer=raw, offset=offset, strides=strides)
+
+
+def _read_exact(f: Any, n: int, blob: BlobInfo | None, source: str | None) -> bytes:
+    data = f.read(n)
+    if data is None or len(data) != n:
+        raise FormatError("member is truncated", path=source, member=blob.member if blob else None)
+    return bytes(data)
+
+
+def _readinto_exact(f: Any, target: memoryview, blob: BlobInfo, source: str | None) -> None:
+    pos, total = 0, target.nbytes
+    while pos < total:
+        n = f.readinto(target[pos:])
+        if not n:
+            raise FormatError("member is truncated", path=source, member=blob.member)
+        pos += n

@@ -1,0 +1,370 @@
+"""The msgpack manifest: what a container holds, readable without loading anything else.
+
+Entries are stored as a list of individually packed msgpack maps (``bin``), next
+to a list of their names, so opening a container with 20,000 entries unpacks
+20,000 small byte strings and decodes an entry only when it is asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from ._npy import dtype_from_descr
+from .errors import FormatError
+
+FORMAT_NAME = "codecs_ser"
+FORMAT_VERSION = 1
+META_DIR = ".codecs_ser"
+NDARRAY_CODEC = "numpy.ndarray"
+#: Limits applied while unpacking a manifest (docs/format.md).
+MAX_ENTRIES = 10_000_000
+MAX_NDIM = 64
+
+
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    """One .npy blob of an entry, as the manifest describes it."""
+
+    role: str
+    member: str
+    offset: int | None
+    size: int
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    fortran_order: bool
+    checksum: str
+    descr: Any = field(repr=False, compare=False, default=None)
+    name: str = ""
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of array data (the member minus its .npy header)."""
+        n = self.dtype.itemsize
+        for d in self.shape:
+            n *= d
+        return n
+
+
+@dataclass(frozen=True, slots=True)
+class EntryInfo:
+    """One stored leaf: its codec, where it came from, and its blobs."""
+
+    index: int
+    name: str
+    object: int
+    path: str
+    codec: str
+    codec_version: int
+    dist: str | None
+    device: str | None
+    meta: Mapping[str, Any]
+    blobs: tuple[BlobInfo, ...]
+
+    @property
+    def dtype(self) -> np.dtype:
+        """dtype of the primary blob."""
+        return self.blobs[0].dtype
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of the primary blob."""
+        return self.blobs[0].shape
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of array data in this entry's blobs."""
+        return sum(b.nbytes for b in self.blobs)
+
+
+def _fail(msg: str, path: str | None, member: str | None = None) -> FormatError:
+    return FormatError(f"bad manifest: {msg}", path=path, member=member)
+
+
+def _is_int(v: Any) -> bool:
+    return type(v) is int
+
+
+def parse_blob(raw: Any, source: str | None, entry: str) -> BlobInfo:
+    if not isinstance(raw, dict):
+        raise _fail("blob is not a map", source, entry)
+    try:
+        role, member, offset, size = raw["role"], raw["member"], raw["offset"], raw["size"]
+        descr, shape, fortran, checksum = (
+            raw["dtype"],
+            raw["shape"],
+            raw["fortran_order"],
+            raw["checksum"],
+        )
+    except KeyError as e:
+        raise _fail(f"blob lacks field {e.args[0]!r}", source, entry) from None
+    if not isinstance(role, str) or not isinstance(member, str) or not member:
+        raise _fail("blob role or member is not a string", source, entry)
+    if not (offset is None or (_is_int(offset) and offset >= 0)):
+        raise _fail("blob offset is not a non-negative integer", source, entry)
+    if not (_is_int(size) and size >= 0):
+        raise _fail("blob size is not a non-negative integer", source, entry)
+    if (
+        not isinstance(shape, list)
+        or len(shape) > MAX_NDIM
+        or not all(_is_int(n) and n >= 0 for n in shape)
+    ):
+        raise _fail("blob shape is not a list of non-negative integers", source, entry)
+    if type(fortran) is not bool or not isinstance(checksum, str):
+        raise _fail("blob fortran_order or checksum has a bad type", source, entry)
+    try:
+        dtype = dtype_from_descr(descr)
+    except FormatError as e:
+        raise _fail(e.message, source, entry) from None
+    name = raw.get("name", member[:-4] if member.endswith(".npy") else member)
+    if not isinstance(name, str):
+        raise _fail("blob name is not a string", source, entry)
+    blob = BlobInfo(role, member, offset, size, dtype, tuple(shape), fortran, checksum, descr, name)
+    if blob.nbytes > size:
+        raise _fail(
+            f"blob claims {blob.nbytes} bytes of data in a member of {size} bytes", source, entry
+        )
+    return blob
+
+
+def parse_entry(raw_bytes: Any, index: int, name: str, source: str | None) -> EntryInfo:
+    if not isinstance(raw_bytes, bytes):
+        raise _fail("entry is not a byte string", source, name)
+    try:
+        raw = msgpack.unpackb(raw_bytes, raw=False)
+    except Exception as e:
+        raise _fail(f"entry is not valid msgpack ({type(e).__name__})", source, name) from None
+    if not isinstance(raw, dict):
+        raise _fail("entry is not a map", source, name)
+    try:
+        obj, path, codec, version = raw["object"], raw["path"], raw["codec"], raw["codec_version"]
+        blobs_raw, meta = raw["blobs"], raw["meta"]
+    except KeyError as e:
+        raise _fail(f"entry lacks field {e.args[0]!r}", source, name) from None
+    dist, device = raw.get("dist"), raw.get("device")
+    if raw.get("name", name) != name:
+        raise _fail("entry name differs from the name list", source, name)
+    if not (_is_int(obj) and obj >= 0) or not isinstance(path, str):
+        raise _fail("entry object or path has a bad type", source, name)
+    if not isinstance(codec, str) or not (_is_int(version) and version >= 1):
+        raise _fail("entry codec or codec_version has a bad type", source, name)
+    if not (dist is None or isinstance(dist, str)) or not (
+        device is None or isinstance(device, str)
+    ):
+        raise _fail("entry dist or device has a bad type", source, name)
+    if not isinstance(meta, dict) or not isinstance(blobs_raw, list):
+        raise _fail("entry meta or blobs has a bad type", source, name)
+    blobs = tuple(parse_blob(b, source, name) for b in blobs_raw)
+    if not blobs:
+        raise _fail("entry has no blobs", source, name)
+    return EntryInfo(index, name, obj, path, codec, version, dist, device, meta, blobs)
+
+
+@dataclass(slots=True)
+class ObjectInfo:
+    """One named object of a container: where its skeleton lies and what it imports."""
+
+    name: str
+    prefix: str
+    skeleton_format: str
+    skeleton: BlobInfo | None
+    skeleton_ref: dict[str, Any]
+    globals: list[str]
+    metadata: dict[str, Any]
+
+
+def _parse_object(raw: Any, source: str | None) -> ObjectInfo:
+    if not isinstance(raw, dict):
+        raise _fail("object record is not a map", source)
+    try:
+        name, prefix, skel = raw["name"], raw["prefix"], raw["skeleton"]
+    except KeyError as e:
+        raise _fail(f"object record lacks field {e.args[0]!r}", source) from None
+    globals_ = raw.get("globals", [])
+    metadata = raw.get("metadata", {})
+    if not isinstance(name, str) or not isinstance(prefix, str) or not isinstance(skel, dict):
+        raise _fail("object record has a bad type", source)
+    if not isinstance(globals_, list) or not all(isinstance(g, str) for g in globals_):
+        raise _fail("object globals is not a list of strings", source)
+    if not isinstance(metadata, dict):
+        metadata = {}
+    fmt = skel.get("format")
+    if fmt not in ("msgpack", "pickle"):
+        raise _fail(f"unknown skeleton format {fmt!r}", source)
+    member, offset, size, checksum = (
+        skel.get("member"),
+        skel.get("offset"),
+        skel.get("size"),
+        skel.get("checksum"),
+    )
+    if not isinstance(member, str) or not isinstance(checksum, str):
+        raise _fail("skeleton member or checksum has a bad type", source)
+    if not (offset is None or (_is_int(offset) and offset >= 0)) or not (
+        _is_int(size) and size >= 0
+    ):
+        raise _fail("skeleton offset or size has a bad type", source)
+    return ObjectInfo(name, prefix, fmt, None, dict(skel), list(globals_), metadata)
+
+
+@dataclass(slots=True)
+class Manifest:
+    """A parsed manifest; entries are decoded on first access."""
+
+    source: str | None
+    format_version: int
+    writer: dict[str, Any]
+    metadata: dict[str, Any]
+    checksum: str
+    objects: list[ObjectInfo]
+    names: list[str]
+    raw_entries: list[bytes]
+    dists: dict[str, Any]
+    created: Any
+    _cache: dict[int, EntryInfo] = field(default_factory=dict)
+    _index: dict[str, int] | None = None
+    _lookups: int = 0
+
+    def entry(self, i: int) -> EntryInfo:
+        try:
+            return self._cache[i]
+        except KeyError:
+            pass
+        if not (_is_int(i) and 0 <= i < len(self.names)):
+            raise _fail(f"reference to entry {i!r}, which does not exist", self.source)
+        info = parse_entry(self.raw_entries[i], i, self.names[i], self.source)
+        if info.object >= len(self.objects):
+            raise _fail("entry names an object that does not exist", self.source, info.name)
+        self._cache[i] = info
+        return info
+
+    def find(self, name: str) -> int | None:
+        """Index of an entry by name: a scan for the first few lookups, then a dict."""
+        if self._index is None:
+            self._lookups += 1
+            if self._lookups <= 4:
+                try:
+                    return self.names.index(name)
+                except ValueError:
+                    return None
+            self._index = {n: i for i, n in enumerate(self.names)}
+        return self._index.get(name)
+
+    def object_index(self, name: str | None) -> int:
+        if name is None:
+            if not self.objects:
+                raise _fail("container holds no object", self.source)
+            return 0
+        for i, obj in enumerate(self.objects):
+            if obj.name == name:
+                return i
+        known = ", ".join(repr(o.name) for o in self.objects)
+        raise KeyError(f"no object named {name!r} in this container; it holds {known}")
+
+
+class EntryMap(Mapping[str, EntryInfo]):
+    """Read-only mapping name -> EntryInfo that decodes entries on access."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        self._m = manifest
+
+    def __getitem__(self, name: str) -> EntryInfo:
+        i = self._m.find(name)
+        if i is None:
+            raise KeyError(name)
+        return self._m.entry(i)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._m.names)
+
+    def __len__(self) -> int:
+        return len(self._m.names)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._m.find(name) is not None
+
+
+def parse_manifest(data: bytes, source: str | None) -> Manifest:
+    """Unpack and check the top level of a manifest; entries are checked when read."""
+    try:
+        raw = msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            max_array_len=MAX_ENTRIES,
+            max_map_len=1 << 20,
+        )
+    except Exception as e:
+        raise _fail(f"not valid msgpack ({type(e).__name__}: {e})", source) from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT_NAME:
+        raise FormatError("not a codecs_ser manifest", path=source)
+    version = raw.get("format_version")
+    if not _is_int(version) or version < 1:
+        raise _fail("format_version is missing or not an integer", source)
+    if version > FORMAT_VERSION:
+        raise FormatError(
+            f"container format version {version} is newer than this codecs_ser reads "
+            f"({FORMAT_VERSION}); upgrade codecs_ser (pip install -U codecs-ser)",
+            path=source,
+        )
+    names, entries, objects = raw.get("names"), raw.get("entries"), raw.get("objects")
+    if not isinstance(names, list) or not isinstance(entries, list) or len(names) != len(entries):
+        raise _fail("names and entries must be lists of the same length", source)
+    if not all(type(n) is str for n in names):
+        raise _fail("entry names must be strings", source)
+    if len(set(names)) != len(names):
+        raise _fail("entry names are not unique", source)
+    if not isinstance(objects, list) or not objects:
+        raise _fail("objects must be a non-empty list", source)
+    parsed_objects = [_parse_object(o, source) for o in objects]
+    if len({o.name for o in parsed_objects}) != len(parsed_objects):
+        raise _fail("object names are not unique", source)
+    writer, metadata, dists = raw.get("writer", {}), raw.get("metadata", {}), raw.get("dists", {})
+    checksum = raw.get("checksum", "")
+    return Manifest(
+        source=source,
+        format_version=version,
+        writer=writer if isinstance(writer, dict) else {},
+        metadata=metadata if isinstance(metadata, dict) else {},
+        checksum=checksum if isinstance(checksum, str) else "",
+        objects=parsed_objects,
+        names=names,
+        raw_entries=entries,
+        dists=dists if isinstance(dists, dict) else {},
+        created=raw.get("created"),
+    )
+
+
+def pack_entry(entry: dict[str, Any]) -> bytes:
+    return msgpack.packb(entry, use_bin_type=True)
+
+
+def pack_manifest(
+    *,
+    writer: dict[str, Any],
+    metadata: dict[str, Any],
+    checksum: str,
+    objects: list[dict[str, Any]],
+    names: list[str],
+    entries: list[bytes],
+    dists: dict[str, Any],
+    created: Any,
+) -> bytes:
+    return msgpack.packb(
+        {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "writer": writer,
+            "created": created,
+            "metadata": metadata,
+            "checksum": checksum,
+            "dists": dists,
+            "objects": objects,
+            "names": names,
+            "entries": entries,
+        },
+        use_bin_type=True,
+    )

@@ -1,0 +1,249 @@
+"""Walk an object: find its array leaves, give each a hierarchical name, and decide
+whether the rest is pure data (msgpack) or needs pickle.
+
+Names follow the path in the object: dict keys, list and tuple indices,
+dataclass and namedtuple fields, instance attributes, joined by "/".  Leaves
+the walk cannot name (reached only through a pickled object's state) get
+generated names when the pickler meets them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import xxhash
+
+from ._known import dist_for_type
+from ._skeleton import SCALAR_TYPES, fits_msgpack_int, recursion_headroom
+from .codec import CodecSpec
+from .errors import NoCodecForTypeError
+from .registry import Registry
+
+_ESCAPES = {ord("%"): "%25", ord("/"): "%2F", ord("\\"): "%5C"}
+_ESCAPES.update({c: f"%{c:02X}" for c in range(32)})
+_ESCAPES[0x7F] = "%7F"
+_MAX_COMPONENT = 120
+_MAX_NAME = 1000
+
+
+def escape_component(key: Any) -> str:
+    """A member-name component for a key: no '/', no control characters, no leading '.'."""
+    text = key if type(key) is str else repr(key)
+    if not text:
+        return "%"
+    out = text.translate(_ESCAPES)
+    if out[0] == ".":
+        out = "%2E" + out[1:]
+    if len(out.encode("utf-8", "surrogatepass")) > _MAX_COMPONENT:
+        digest = xxhash.xxh3_64_hexdigest(out.encode("utf-8", "surrogatepass"))
+        out = out[:80] + "~" + digest
+    return out.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
+class Leaf:
+    """One array leaf: the object, its codec, and the entry it becomes."""
+
+    __slots__ = ("index", "obj", "path", "spec", "stem")
+
+    def __init__(self, index: int, obj: Any, spec: CodecSpec, path: str, stem: str) -> None:
+        self.index = index
+        self.obj = obj
+        self.spec = spec
+        self.path = path
+        self.stem = stem
+
+
+class LeafCollector:
+    """Collects the leaves of one object, with names unique in the whole container."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        prefix: str,
+        used_names: set[str],
+        first_index: int,
+    ) -> None:
+        self._registry = registry
+        self._prefix = prefix
+        self._used = used_names
+        self._next_index = first_index
+        self._unnamed = 0
+        self.leaves: list[Leaf] = []
+        self._by_id: dict[int, Leaf] = {}
+        self._declined: dict[int, bool] = {}
+        self._known_missing: dict[type, str | None] = {}
+        self._max_depth = recursion_headroom()
+
+    # -- naming ------------------------------------------------------------
+
+    def reserve(self, path: str) -> str:
+        """A unique stem for ``path`` (case-insensitively unique, for case-folding disks)."""
+        base = self._prefix + path if path else self._prefix + "root"
+        if len(base) > _MAX_NAME:
+            base = (
+                self._prefix + f"_long/{xxhash.xxh3_64_hexdigest(base.encode('utf-8', 'replace'))}"
+            )
+        stem, n = base, 0
+        while stem.casefold() in self._used:
+            n += 1
+            stem = f"{base}~{n}"
+        self._used.add(stem.casefold())
+        return stem
+
+    def reserve_member(self, stem: str, role: str) -> str:
+        """A unique member stem for a secondary blob of an entry."""
+        return self.reserve(stem[len(self._prefix) :] + "." + escape_component(role))
+
+    # -- leaves --------------------------------------------------------------
+
+    def leaf_spec(self, obj: Any, path: str) -> CodecSpec | None:
+        """The codec spec if ``obj`` is stored as a leaf, else None."""
+        tp = type(obj)
+        spec = self._registry.spec_for_type(tp)
+        if spec is None:
+            if tp not in self._known_missing:
+                names = [f"{c.__module__}.{c.__qualname__}" for c in tp.__mro__]
+                self._known_missing[tp] = dist_for_type(names)
+            dist = self._known_missing[tp]
+            if dist is not None:
+                raise NoCodecForTypeError(
+                    f"{tp.__module__}.{tp.__qualname__}", path=path, dist=dist
+                )
+            return None
+        key = id(obj)
+        declined = self._declined.get(key)
+        if declined is None:
+            codec = self._registry.get_codec(spec.codec_id)
+            declined = not codec.can_encode(obj)
+            self._declined[key] = declined
+        return None if declined else spec
+
+    def add(self, obj: Any, spec: CodecSpec, path: str | None) -> Leaf:
+        leaf = self._by_id.get(id(obj))
+        if leaf is not None:
+            return leaf
+        if path is None:
+            self._unnamed += 1
+            path = f"_unnamed/{self._unnamed}"
+        leaf = Leaf(self._next_index, obj, spec, path, self.reserve(path))
+        self._next_index += 1
+        self.leaves.append(leaf)
+        self._by_id[id(obj)] = leaf
+        return leaf
+
+    def ref(self, obj: Any) -> int | None:
+        """Entry index of a leaf, adding it (unnamed) if the walk did not reach it."""
+        leaf = self._by_id.get(id(obj))
+        if leaf is not None:
+            return leaf.index
+        if type(obj) in SCALAR_TYPES:
+            return None
+        spec = self.leaf_spec(obj, "")
+        if spec is None:
+            return None
+        return self.add(obj, spec, None).index
+
+    # -- the walk ------------------------------------------------------------
+
+    def walk(self, obj: Any) -> bool:
+        """Name every reachable leaf; True if the whole object is pure data (msgpack-able)."""
+        self._seen: set[int] = set()
+        self._tuples: dict[int, bool] = {}
+        return self._visit(obj, "", 0)
+
+    def _child(self, path: str, key: Any) -> str:
+        comp = escape_component(key)
+        return f"{path}/{comp}" if path else comp
+
+    def _visit(self, obj: Any, path: str, depth: int) -> bool:
+        tp = type(obj)
+        if tp in SCALAR_TYPES:
+            return tp is not int or fits_msgpack_int(obj) or obj.bit_length() < 1 << 15
+        if id(obj) in self._by_id:
+            return True
+        spec = self.leaf_spec(obj, path)
+        if spec is not None:
+            self.add(obj, spec, path)
+            return True
+        if depth > self._max_depth:
+            return False
+        key = id(obj)
+        if tp is tuple:
+            # Immutable: sharing a tuple changes nothing, so it stays pure; visit it once.
+            known = self._tuples.get(key)
+            if known is not None:
+                return known
+            self._tuples[key] = False  # until proven pure; a cycle through it is not
+        elif key in self._seen:
+            return False  # a shared or cyclic dict or list: only pickle keeps identity
+        else:
+            self._seen.add(key)
+        depth += 1
+        if tp is dict:
+            pure = True
+            for k, v in obj.items():
+                if type(k) not in SCALAR_TYPES and not (type(k) is tuple and _pure_key(k)):
+                    pure = False
+                pure = self._visit(v, self._child(path, k), depth) and pure
+            return pure
+        if tp is list or tp is tuple:
+            pure = True
+            for i, v in enumerate(obj):
+                pure = self._visit(v, self._child(path, i), depth) and pure
+            if tp is tuple:
+                self._tuples[key] = pure
+            return pure
+        self._visit_object(obj, path, depth)
+        return False
+
+    def _visit_object(self, obj: Any, path: str, depth: int) -> None:
+        """Name leaves inside objects that will be pickled; purity is already lost."""
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                self._visit(v, self._child(path, k), depth)
+        elif isinstance(obj, tuple) and hasattr(obj, "_fields"):
+            for field, v in zip(obj._fields, obj, strict=False):
+                self._visit(v, self._child(path, field), depth)
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            if isinstance(obj, (list, tuple)):
+                for i, v in enumerate(obj):
+                    self._visit(v, self._child(path, i), depth)
+        elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            for field in dataclasses.fields(obj):
+                if hasattr(obj, field.name):
+                    self._visit(getattr(obj, field.name), self._child(path, field.name), depth)
+        else:
+            state = getattr(obj, "__dict__", None)
+            if isinstance(state, dict) and not isinstance(obj, type):
+                for k, v in state.items():
+                    self._visit(v, self._child(path, k), depth)
+            for slot in _slots_of(type(obj)):
+                try:
+                    value = object.__getattribute__(obj, slot)
+                except AttributeError:
+                    continue
+                self._visit(value, self._child(path, slot), depth)
+
+
+def _pure_key(key: tuple[Any, ...]) -> bool:
+    return all(type(k) in SCALAR_TYPES or (type(k) is tuple and _pure_key(k)) for k in key)
+
+
+_slot_cache: dict[type, tuple[str, ...]] = {}
+
+
+def _slots_of(tp: type) -> tuple[str, ...]:
+    try:
+        return _slot_cache[tp]
+    except KeyError:
+        pass
+    names: list[str] = []
+    for cls in tp.__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        if isinstance(slots, str):
+            slots = (slots,)
+        names.extend(s for s in slots if s not in ("__dict__", "__weakref__"))
+    _slot_cache[tp] = tuple(names)
+    return _slot_cache[tp]

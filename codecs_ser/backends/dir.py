@@ -1,0 +1,230 @@
+"""The dir backend: a folder that mirrors the object's hierarchy, readable with ``ls``.
+
+``dump`` builds a new folder beside the target and swaps it in, so readers see
+the old folder or the new one, never a half-written one.  It replaces a folder
+only if that folder is a codecs_ser container (it holds
+``.codecs_ser/manifest.msgpack``); a user's other folders are never touched.
+``add`` writes new members in place and then replaces the manifest file
+atomically, so a failure leaves the container as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import mmap
+import os
+import shutil
+from collections.abc import Iterable
+from typing import Any, BinaryIO
+
+from .._files import SeqWriter, fsync_dir, temp_name
+from ..backend import MemberRef
+from ..errors import FormatError, TargetExistsError
+
+MANIFEST = ".codecs_ser/manifest.msgpack"
+_RENAME_EXCHANGE = 2
+
+
+def is_container(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, MANIFEST))
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Swap two paths atomically (Linux renameat2); False where the system cannot."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd = -100
+    result = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE)
+    return bool(result == 0)
+
+
+def safe_member_path(root: str, name: str) -> str:
+    """The file a member name stands for, refusing anything that could leave ``root``."""
+    parts = name.split("/")
+    if (
+        not name
+        or "\\" in name
+        or "\x00" in name
+        or name.startswith("/")
+        or any(p in ("", ".", "..") for p in parts)
+    ):
+        raise FormatError("unsafe member name", path=root, member=name)
+    path = os.path.join(root, *parts)
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    if os.path.commonpath([real_root, real]) != real_root:
+        raise FormatError("member resolves outside the container folder", path=root, member=name)
+    return path
+
+
+class DirWriter:
+    """Writes member files under a folder; ``commit`` writes the manifest and publishes."""
+
+    def __init__(self, root: str, *, final: str | None, durable: bool) -> None:
+        self._root = root
+        self._final = final  # None: writing in place (add)
+        self._durable = durable
+        self._written: list[str] = []
+        self._dirs: set[str] = set()
+        self._done = False
+
+    def _write_file(self, path: str, chunks: Iterable[Any], size: int) -> None:
+        folder = os.path.dirname(path)
+        if folder not in self._dirs:
+            os.makedirs(folder, exist_ok=True)
+            self._dirs.add(folder)
+        with open(path, "wb", buffering=0) as f:
+            self._written.append(path)
+            out = SeqWriter(f)  # type: ignore[arg-type]
+            out.write_chunks(chunks, size)
+            out.flush()
+            if self._durable:
+                os.fsync(f.fileno())
+
+    def write_member(self, name: str, size: int, chunks: Iterable[memoryview]) -> None:
+        path = safe_member_path(self._root, name)
+        if self._final is None and os.path.lexists(path):
+            # add(): never overwrite a file of the container, even an unreferenced one.
+            raise FileExistsError(f"{path!r} already exists in the container folder")
+        self._write_file(path, chunks, size)
+
+    def commit(self, manifest: bytes) -> None:
+        manifest_path = os.path.join(self._root, MANIFEST)
+        if self._final is None:
+            tmp = temp_name(manifest_path, "tmp")
+            self._write_file(tmp, [memoryview(manifest)], len(manifest))
+            os.replace(tmp, manifest_path)
+            self._written.clear()
+            if self._durable:
+                fsync_dir(os.path.dirname(manifest_path))
+            self._done = True
+            return
+        self._write_file(manifest_path, [memoryview(manifest)], len(manifest))
+        if self._durable:
+            for folder in sorted(self._dirs, key=len, reverse=True):
+                fsync_dir(folder)
+            fsync_dir(self._root)
+        final = self._final
+        if os.path.lexists(final):
+            _check_replaceable(final)
+            if _exchange(self._root, final):
+                old = self._root
+            else:
+                old = temp_name(final, "old")
+                os.rename(final, old)
+                os.rename(self._root, final)
+            self._done = True
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(self._root, final)
+            self._done = True
+        if self._durable:
+            fsync_dir(os.path.dirname(final))
+
+    def abort(self) -> None:
+        if self._done:
+            return
+        if self._final is not None:
+            shutil.rmtree(self._root, ignore_errors=True)
+            return
+        for path in self._written:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+
+def _check_replaceable(path: str) -> None:
+    if os.path.islink(path) or not os.path.isdir(path):
+        raise TargetExistsError(
+            f"{path!r} exists and is not a codecs_ser folder; the dir backend replaces only "
+            "its own containers. Remove it or choose another path."
+        )
+    if not is_container(path):
+        raise TargetExistsError(
+            f"{path!r} is a folder that is not a codecs_ser container; refusing to replace "
+            "it. Remove it or choose another path."
+        )
+
+
+class DirReader:
+    """Reads a container folder; every member path is checked to stay inside it."""
+
+    def __init__(self, source: Any) -> None:
+        if not isinstance(source, (str, os.PathLike)):
+            raise FormatError("the dir backend reads folders, not file objects")
+        self._root = os.fspath(source)
+        if not os.path.isdir(self._root):
+            raise FormatError("not a folder", path=self._root)
+        if not is_container(self._root):
+            raise FormatError(
+                "not a codecs_ser container folder: no .codecs_ser/manifest.msgpack",
+                path=self._root,
+            )
+
+    def read_manifest(self) -> bytes:
+        path = safe_member_path(self._root, MANIFEST)
+        with open(path, "rb") as f:
+            return f.read()
+
+    def _open(self, ref: MemberRef) -> BinaryIO:
+        path = safe_member_path(self._root, ref.name)
+        try:
+            f = open(path, "rb")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise FormatError("member is missing", path=self._root, member=ref.name) from None
+        size = os.fstat(f.fileno()).st_size
+        if size != ref.size:
+            f.close()
+            raise FormatError(
+                f"member has {size} bytes, the manifest says {ref.size}",
+                path=self._root,
+                member=ref.name,
+            )
+        return f
+
+    def open_member(self, ref: MemberRef) -> BinaryIO:
+        return self._open(ref)
+
+    def map_member(self, ref: MemberRef) -> memoryview | None:
+        with self._open(ref) as f:
+            if ref.size == 0:
+                return memoryview(b"")
+            return memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+
+    def member_names(self) -> list[str]:
+        names = []
+        for folder, _, files in os.walk(self._root):
+            rel = os.path.relpath(folder, self._root)
+            for f in files:
+                names.append(f if rel == "." else f"{rel}/{f}".replace(os.sep, "/"))
+        return sorted(names)
+
+    def close(self) -> None:
+        pass
+
+
+class DirBackend:
+    """Built-in backend ``dir``."""
+
+    backend_id = "dir"
+
+    def create(self, target: Any, *, durable: bool) -> DirWriter:
+        if not isinstance(target, (str, os.PathLike)):
+            raise TypeError("the dir backend writes to a folder path, not to a file object")
+        final = os.path.abspath(os.fspath(target))
+        if os.path.lexists(final):
+            _check_replaceable(final)
+        root = temp_name(final, "tmp")
+        os.mkdir(root)
+        return DirWriter(root, final=final, durable=durable)
+
+    def open(self, source: Any) -> DirReader:
+        return DirReader(source)
+
+    def append(self, path: str, *, durable: bool) -> DirWriter:
+        DirReader(path)
+        return DirWriter(os.fspath(path), final=None, durable=durable)

@@ -1,0 +1,274 @@
+"""The tar backend: a plain POSIX tar that ``tar -x`` unpacks into .npy files.
+
+Members are written in order (so a pipe works as a target), each 512-byte
+aligned, which keeps every array's data 64-byte aligned for mmap.  After the
+manifest comes one small member, ``.codecs_ser/trailer``, that records where the
+manifest lies: opening a container reads the tail of the file and the manifest,
+never the 20,000 member headers before them.  A tar re-packed by another tool
+has no trailer; it is then indexed by a scan of its headers.
+"""
+
+from __future__ import annotations
+
+import struct
+import tarfile
+import time
+from collections.abc import Iterable
+from typing import Any, BinaryIO
+
+import xxhash
+
+from .._files import AtomicFile, SeqWriter, Source, copy_prefix
+from ..backend import MemberRef
+from ..errors import FormatError
+
+BLOCK = 512
+RECORD = 20 * BLOCK
+MANIFEST = ".codecs_ser/manifest.msgpack"
+TRAILER = ".codecs_ser/trailer"
+TRAILER_MAGIC = b"CODECS_SER-TAIL\x00"
+_TRAILER = struct.Struct("<16sIQQQQ")  # magic, version, header off, data off, size, xxh3
+#: How much of the file's tail is read to find the trailer.
+TAIL = 2 * RECORD + 4 * BLOCK
+
+
+def _octal(value: int, width: int) -> bytes:
+    return b"%0*o\x00" % (width - 1, value)
+
+
+def _ustar_header(name: bytes, size: int, mtime: int) -> bytes | None:
+    """A plain ustar header, or None when the name or size needs pax."""
+    prefix = b""
+    if len(name) > 100:
+        cut = name.rfind(b"/", 0, 156)
+        if cut <= 0 or len(name) - cut - 1 > 100:
+            return None
+        prefix, name = name[:cut], name[cut + 1 :]
+    if size >= 8**11 or mtime >= 8**11:
+        return None
+    header = bytearray(BLOCK)
+    header[0 : len(name)] = name
+    header[100:108] = b"0000644\x00"
+    header[108:116] = b"0000000\x00"
+    header[116:124] = b"0000000\x00"
+    header[124:136] = _octal(size, 12)
+    header[136:148] = _octal(mtime, 12)
+    header[148:156] = b"        "
+    header[156] = 0x30  # regular file
+    header[257:265] = b"ustar\x0000"
+    header[345 : 345 + len(prefix)] = prefix
+    header[148:156] = b"%06o\x00 " % sum(header)
+    return bytes(header)
+
+
+def member_header(name: str, size: int, mtime: int) -> bytes:
+    """Header block(s) for a regular member; pax records for long or non-ASCII names."""
+    if name.isascii():
+        header = _ustar_header(name.encode("ascii"), size, mtime)
+        if header is not None:
+            return header
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = mtime
+    info.mode = 0o644
+    return info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="strict")
+
+
+def _pad(size: int) -> int:
+    return -size % BLOCK
+
+
+class TarWriter:
+    """Streams members into a tar; ``commit`` adds manifest, trailer and end blocks."""
+
+    def __init__(self, file: BinaryIO, *, atomic: AtomicFile | None = None, start: int = 0) -> None:
+        self._atomic = atomic
+        self._out = SeqWriter(file, start)
+        self._mtime = int(time.time())
+        self._done = False
+
+    def write_member(self, name: str, size: int, chunks: Iterable[memoryview]) -> int:
+        self._out.write(member_header(name, size, self._mtime))
+        offset = self._out.pos
+        self._out.write_chunks(chunks, size)
+        self._out.write(bytes(_pad(size)))
+        return offset
+
+    def commit(self, manifest: bytes) -> None:
+        out = self._out
+        header_offset = out.pos
+        data_offset = self.write_member(MANIFEST, len(manifest), [memoryview(manifest)])
+        trailer = _TRAILER.pack(
+            TRAILER_MAGIC,
+            1,
+            header_offset,
+            data_offset,
+            len(manifest),
+            xxhash.xxh3_64_intdigest(manifest),
+        )
+        self.write_member(TRAILER, len(trailer), [memoryview(trailer)])
+        end = out.pos + 2 * BLOCK
+        out.write(bytes(2 * BLOCK + (-end % RECORD)))
+        out.flush()
+        self._done = True
+        if self._atomic is not None:
+            self._atomic.commit()
+        else:
+            flush = getattr(out.file, "flush", None)
+            if flush is not None:
+                flush()
+
+    def abort(self) -> None:
+        if self._atomic is not None and not self._done:
+            self._atomic.abort()
+
+
+class TarReader:
+    """Finds the manifest through the trailer; reads members by the offsets it records."""
+
+    def __init__(self, source: Any) -> None:
+        self._src = Source(source)
+        self._index: dict[str, tuple[int, int]] | None = None
+        self._manifest_at: tuple[int, int, int] | None = None  # header off, data off, size
+        self._manifest_hash: int | None = None
+        try:
+            self._find_trailer()
+            if self._manifest_at is None:
+                self._scan()
+        except BaseException:
+            self._src.close()
+            raise
+
+    @property
+    def name(self) -> str | None:
+        return self._src.name
+
+    def _find_trailer(self) -> None:
+        src = self._src
+        if src.size < 3 * BLOCK or src.size % BLOCK:
+            if src.size % BLOCK:
+                raise FormatError(
+                    "not a tar container: size is not a multiple of 512", path=src.name
+                )
+            raise FormatError("not a codecs_ser container: file is too small", path=src.name)
+        tail_len = min(src.size, TAIL)
+        tail = src.read_at(src.size - tail_len, tail_len)
+        pos = tail_len - BLOCK
+        while pos >= 0 and not any(tail[pos : pos + BLOCK]):
+            pos -= BLOCK
+        if pos < 0:
+            return
+        block = tail[pos : pos + BLOCK]
+        if not block.startswith(TRAILER_MAGIC):
+            return
+        _, version, header_off, data_off, size, digest = _TRAILER.unpack_from(block)
+        if version != 1:
+            raise FormatError(f"unknown trailer version {version}", path=src.name)
+        if not (0 <= header_off < data_off and data_off + size <= src.size):
+            raise FormatError("trailer points outside the file", path=src.name)
+        self._manifest_at = (header_off, data_off, size)
+        self._manifest_hash = digest
+
+    def _scan(self) -> None:
+        """Index a tar without a trailer (re-packed by another tool) from its headers."""
+        src = self._src
+        src.file.seek(src.base)
+        index: dict[str, tuple[int, int]] = {}
+        try:
+            with tarfile.open(fileobj=src.file, mode="r:") as tf:
+                for info in tf:
+                    if info.isfile():
+                        index[info.name] = (info.offset_data - src.base, info.size)
+        except tarfile.TarError as e:
+            raise FormatError(f"not a readable tar container: {e}", path=src.name) from None
+        if MANIFEST not in index:
+            raise FormatError("not a codecs_ser container: no manifest member", path=src.name)
+        self._index = index
+        off, size = index[MANIFEST]
+        self._manifest_at = (-1, off, size)
+
+    def read_manifest(self) -> bytes:
+        assert self._manifest_at is not None
+        _, off, size = self._manifest_at
+        data = self._src.read_at(off, size)
+        if (
+            self._manifest_hash is not None
+            and xxhash.xxh3_64_intdigest(data) != self._manifest_hash
+        ):
+            raise FormatError(
+                "manifest checksum mismatch: the file is damaged", path=self._src.name
+            )
+        return data
+
+    def manifest_header_offset(self) -> int:
+        assert self._manifest_at is not None
+        return self._manifest_at[0]
+
+    def _locate(self, ref: MemberRef) -> int:
+        if self._index is not None:
+            found = self._index.get(ref.name)
+            if found is None:
+                raise FormatError("member is missing", path=self._src.name, member=ref.name)
+            if found[1] != ref.size:
+                raise FormatError(
+                    "member size differs from the manifest", path=self._src.name, member=ref.name
+                )
+            return found[0]
+        if ref.offset is None:
+            raise FormatError(
+                "manifest gives no offset for member", path=self._src.name, member=ref.name
+            )
+        return ref.offset
+
+    def open_member(self, ref: MemberRef) -> BinaryIO:
+        return self._src.range(self._locate(ref), ref.size)  # type: ignore[return-value]
+
+    def map_member(self, ref: MemberRef) -> memoryview | None:
+        return self._src.map(self._locate(ref), ref.size)
+
+    def member_names(self) -> list[str]:
+        src = self._src
+        src.file.seek(src.base)
+        try:
+            with tarfile.open(fileobj=src.file, mode="r:") as tf:
+                return [info.name for info in tf]
+        except tarfile.TarError as e:
+            raise FormatError(f"not a readable tar container: {e}", path=src.name) from None
+
+    def close(self) -> None:
+        self._src.close()
+
+
+class TarBackend:
+    """Built-in backend ``tar``."""
+
+    backend_id = "tar"
+
+    def create(self, target: Any, *, durable: bool) -> TarWriter:
+        if hasattr(target, "write"):
+            return TarWriter(target)
+        atomic = AtomicFile(target, durable=durable)
+        return TarWriter(atomic.file, atomic=atomic)
+
+    def open(self, source: Any) -> TarReader:
+        return TarReader(source)
+
+    def append(self, path: str, *, durable: bool) -> TarWriter:
+        reader = TarReader(path)
+        try:
+            keep = reader.manifest_header_offset()
+        finally:
+            reader.close()
+        if keep < 0:
+            raise FormatError(
+                "this tar was re-packed by another tool; add() needs a container written "
+                "by codecs_ser (load it and dump it again)",
+                path=path,
+            )
+        atomic = AtomicFile(path, durable=durable)
+        try:
+            copy_prefix(path, atomic.file, keep)
+        except BaseException:
+            atomic.abort()
+            raise
+        return TarWriter(atomic.file, atomic=atomic, start=keep)

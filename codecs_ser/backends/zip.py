@@ -1,0 +1,367 @@
+"""The zip backend: a stored (uncompressed) zip that ``numpy.load`` opens as it is.
+
+Every array is a ``<name>.npy`` member, so ``numpy.load("run.zip")`` lists the
+arrays under their hierarchical names, as Theano's pkl_utils zips did.  Each
+member's data is padded to a 64-byte boundary (an extra field, as Android's
+zipalign does) so mmap views are aligned.  The archive comment records where
+the manifest lies, so opening reads the end record and the manifest only.
+Members are written in order with data descriptors, so a pipe works as a target.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+import zipfile
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import xxhash
+
+from .._files import AtomicFile, SeqWriter, Source, copy_prefix
+from ..backend import MemberRef
+from ..errors import FormatError
+
+MANIFEST = ".codecs_ser/manifest.msgpack"
+ALIGN = 64
+U32 = 0xFFFFFFFF
+U16 = 0xFFFF
+_LOCAL = struct.Struct("<IHHHHHIIIHH")
+_CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")
+_EOCD = struct.Struct("<IHHHHIIH")
+_EOCD64 = struct.Struct("<IQHHIIQQQQ")
+_LOCATOR = struct.Struct("<IIQI")
+_POINTER = struct.Struct("<16sIQQQQ")  # magic, version, local header off, data off, size, xxh3
+POINTER_MAGIC = b"CODECS_SER-ZIP\x00\x00"
+_ALIGN_EXTRA_ID = 0xD935
+_FLAG_DESCRIPTOR = 0x08
+_FLAG_UTF8 = 0x800
+
+
+def _dos_time(t: float) -> tuple[int, int]:
+    lt = time.localtime(t)
+    year = max(lt.tm_year, 1980)
+    return (
+        (lt.tm_hour << 11) | (lt.tm_min << 5) | (lt.tm_sec // 2),
+        ((year - 1980) << 9) | (lt.tm_mon << 5) | lt.tm_mday,
+    )
+
+
+@dataclass(slots=True)
+class _Entry:
+    name: bytes
+    flags: int
+    crc: int
+    size: int
+    header_offset: int
+    dos_time: int
+    dos_date: int
+
+
+class ZipWriter:
+    """Streams stored members, then writes the central directory and end records."""
+
+    def __init__(
+        self,
+        file: BinaryIO,
+        *,
+        atomic: AtomicFile | None = None,
+        start: int = 0,
+        entries: list[_Entry] | None = None,
+    ) -> None:
+        self._atomic = atomic
+        self._out = SeqWriter(file, start)
+        self._entries: list[_Entry] = entries or []
+        self._time, self._date = _dos_time(time.time())
+        self._done = False
+
+    def write_member(self, name: str, size: int, chunks: Iterable[memoryview]) -> int:
+        out = self._out
+        raw = name.encode("utf-8")
+        flags = _FLAG_DESCRIPTOR | (0 if name.isascii() else _FLAG_UTF8)
+        zip64 = size >= U32
+        extra = struct.pack("<HHQQ", 1, 16, size, size) if zip64 else b""
+        header_offset = out.pos
+        fixed = _LOCAL.size + len(raw) + len(extra)
+        pad = -(header_offset + fixed + 6) % ALIGN
+        extra += struct.pack("<HHH", _ALIGN_EXTRA_ID, 2 + pad, ALIGN) + bytes(pad)
+        out.write(
+            _LOCAL.pack(
+                0x04034B50,
+                45 if zip64 else 20,
+                flags,
+                0,
+                self._time,
+                self._date,
+                0,
+                U32 if zip64 else size,
+                U32 if zip64 else size,
+                len(raw),
+                len(extra),
+            )
+        )
+        out.write(raw)
+        out.write(extra)
+        data_offset = out.pos
+        crc = 0
+        for chunk in chunks:
+            crc = zlib.crc32(chunk, crc)
+            out.write(chunk)
+        if out.pos - data_offset != size:
+            raise ValueError(
+                f"member announced {size} bytes but {out.pos - data_offset} were given"
+            )
+        if zip64:
+            out.write(struct.pack("<IIQQ", 0x08074B50, crc, size, size))
+        else:
+            out.write(struct.pack("<IIII", 0x08074B50, crc, size, size))
+        self._entries.append(_Entry(raw, flags, crc, size, header_offset, self._time, self._date))
+        return data_offset
+
+    def commit(self, manifest: bytes) -> None:
+        out = self._out
+        header_offset = out.pos
+        data_offset = self.write_member(MANIFEST, len(manifest), [memoryview(manifest)])
+        cd_start = out.pos
+        for e in self._entries:
+            extra = b""
+            size32, off32 = e.size, e.header_offset
+            fields = []
+            if e.size >= U32:
+                fields += [e.size, e.size]
+                size32 = U32
+            if e.header_offset >= U32:
+                fields.append(e.header_offset)
+                off32 = U32
+            if fields:
+                extra = struct.pack("<HH", 1, 8 * len(fields)) + struct.pack(
+                    f"<{len(fields)}Q", *fields
+                )
+            out.write(
+                _CENTRAL.pack(
+                    0x02014B50,
+                    0x0314,
+                    45 if extra else 20,
+                    e.flags,
+                    0,
+                    e.dos_time,
+                    e.dos_date,
+                    e.crc,
+                    size32,
+                    size32,
+                    len(e.name),
+                    len(extra),
+                    0,
+                    0,
+                    0,
+                    (0o100644 << 16),
+                    off32,
+                )
+            )
+            out.write(e.name)
+            out.write(extra)
+        cd_size = out.pos - cd_start
+        count = len(self._entries)
+        comment = _POINTER.pack(
+            POINTER_MAGIC,
+            1,
+            header_offset,
+            data_offset,
+            len(manifest),
+            xxhash.xxh3_64_intdigest(manifest),
+        )
+        if count >= U16 or cd_size >= U32 or cd_start >= U32:
+            eocd64 = out.pos
+            out.write(
+                _EOCD64.pack(0x06064B50, 44, 0x0314, 45, 0, 0, count, count, cd_size, cd_start)
+            )
+            out.write(_LOCATOR.pack(0x07064B50, 0, eocd64, 1))
+            out.write(_EOCD.pack(0x06054B50, 0, 0, U16, U16, U32, U32, len(comment)))
+        else:
+            out.write(_EOCD.pack(0x06054B50, 0, 0, count, count, cd_size, cd_start, len(comment)))
+        out.write(comment)
+        out.flush()
+        self._done = True
+        if self._atomic is not None:
+            self._atomic.commit()
+        else:
+            flush = getattr(out.file, "flush", None)
+            if flush is not None:
+                flush()
+
+    def abort(self) -> None:
+        if self._atomic is not None and not self._done:
+            self._atomic.abort()
+
+
+class ZipReader:
+    """Finds the manifest through the archive comment; reads stored members by offset."""
+
+    def __init__(self, source: Any) -> None:
+        self._src = Source(source)
+        self._index: dict[str, tuple[int, int]] | None = None
+        self._pointer: tuple[int, int, int, int] | None = None
+        try:
+            self._find_pointer()
+            if self._pointer is None:
+                self._scan()
+        except BaseException:
+            self._src.close()
+            raise
+
+    def _find_pointer(self) -> None:
+        src = self._src
+        tail_len = _EOCD.size + _POINTER.size
+        if src.size < tail_len:
+            if src.size < _EOCD.size:
+                raise FormatError("not a zip container: file is too small", path=src.name)
+            return
+        tail = src.read_at(src.size - tail_len, tail_len)
+        eocd = tail[: _EOCD.size]
+        if eocd[:4] != b"PK\x05\x06" or _EOCD.unpack(eocd)[7] != _POINTER.size:
+            return
+        magic, version, header_off, data_off, size, digest = _POINTER.unpack(tail[_EOCD.size :])
+        if magic != POINTER_MAGIC:
+            return
+        if version != 1:
+            raise FormatError(f"unknown zip pointer version {version}", path=src.name)
+        if not (0 <= header_off < data_off and data_off + size <= src.size):
+            raise FormatError("archive comment points outside the file", path=src.name)
+        self._pointer = (header_off, data_off, size, digest)
+
+    def _infos(self) -> list[zipfile.ZipInfo]:
+        src = self._src
+        src.file.seek(src.base)
+        try:
+            with zipfile.ZipFile(src.file) as zf:  # type: ignore[arg-type]
+                return zf.infolist()
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+            raise FormatError(f"not a readable zip container: {e}", path=src.name) from None
+
+    def _scan(self) -> None:
+        """Index a zip without our comment (re-packed by another tool) from its directory."""
+        index: dict[str, tuple[int, int]] = {}
+        for info in self._infos():
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise FormatError(
+                    "compressed zip members are not supported; write the container with codecs_ser",
+                    path=self._src.name,
+                    member=info.filename,
+                )
+            local = self._src.read_at(info.header_offset, _LOCAL.size)
+            fields = _LOCAL.unpack(local)
+            if fields[0] != 0x04034B50:
+                raise FormatError("bad local header", path=self._src.name, member=info.filename)
+            data = info.header_offset + _LOCAL.size + fields[9] + fields[10]
+            index[info.filename] = (data, info.file_size)
+        if MANIFEST not in index:
+            raise FormatError("not a codecs_ser container: no manifest member", path=self._src.name)
+        self._index = index
+        off, size = index[MANIFEST]
+        self._pointer = (-1, off, size, -1)
+
+    def read_manifest(self) -> bytes:
+        assert self._pointer is not None
+        _, off, size, digest = self._pointer
+        data = self._src.read_at(off, size)
+        if digest >= 0 and xxhash.xxh3_64_intdigest(data) != digest:
+            raise FormatError(
+                "manifest checksum mismatch: the file is damaged", path=self._src.name
+            )
+        return data
+
+    def _locate(self, ref: MemberRef) -> int:
+        if self._index is not None:
+            found = self._index.get(ref.name)
+            if found is None:
+                raise FormatError("member is missing", path=self._src.name, member=ref.name)
+            if found[1] != ref.size:
+                raise FormatError(
+                    "member size differs from the manifest", path=self._src.name, member=ref.name
+                )
+            return found[0]
+        if ref.offset is None:
+            raise FormatError(
+                "manifest gives no offset for member", path=self._src.name, member=ref.name
+            )
+        return ref.offset
+
+    def open_member(self, ref: MemberRef) -> BinaryIO:
+        return self._src.range(self._locate(ref), ref.size)  # type: ignore[return-value]
+
+    def map_member(self, ref: MemberRef) -> memoryview | None:
+        return self._src.map(self._locate(ref), ref.size)
+
+    def member_names(self) -> list[str]:
+        return [info.filename for info in self._infos()]
+
+    def kept_entries(self) -> tuple[int, list[_Entry]]:
+        """For add(): where the manifest member starts, and every member before it."""
+        assert self._pointer is not None
+        keep = self._pointer[0]
+        entries = []
+        for info in self._infos():
+            if info.filename == MANIFEST:
+                continue
+            if info.header_offset >= keep:
+                raise FormatError(
+                    "member lies after the manifest", path=self._src.name, member=info.filename
+                )
+            dos_time = (
+                (info.date_time[3] << 11) | (info.date_time[4] << 5) | (info.date_time[5] // 2)
+            )
+            dos_date = (
+                ((info.date_time[0] - 1980) << 9) | (info.date_time[1] << 5) | info.date_time[2]
+            )
+            entries.append(
+                _Entry(
+                    info.filename.encode("utf-8"),
+                    info.flag_bits,
+                    info.CRC,
+                    info.file_size,
+                    info.header_offset,
+                    dos_time,
+                    dos_date,
+                )
+            )
+        return keep, entries
+
+    def close(self) -> None:
+        self._src.close()
+
+
+class ZipBackend:
+    """Built-in backend ``zip``."""
+
+    backend_id = "zip"
+
+    def create(self, target: Any, *, durable: bool) -> ZipWriter:
+        if hasattr(target, "write"):
+            return ZipWriter(target)
+        atomic = AtomicFile(target, durable=durable)
+        return ZipWriter(atomic.file, atomic=atomic)
+
+    def open(self, source: Any) -> ZipReader:
+        return ZipReader(source)
+
+    def append(self, path: str, *, durable: bool) -> ZipWriter:
+        reader = ZipReader(path)
+        try:
+            keep, entries = reader.kept_entries()
+        finally:
+            reader.close()
+        if keep < 0:
+            raise FormatError(
+                "this zip was re-packed by another tool; add() needs a container written "
+                "by codecs_ser (load it and dump it again)",
+                path=path,
+            )
+        atomic = AtomicFile(path, durable=durable)
+        try:
+            copy_prefix(path, atomic.file, keep)
+        except BaseException:
+            atomic.abort()
+            raise
+        return ZipWriter(atomic.file, atomic=atomic, start=keep, entries=entries)

@@ -1,0 +1,89 @@
+"""The built-in numpy codecs: ndarray (and memmap), numpy scalars, masked arrays.
+
+Each array becomes one standard .npy blob; the core writes the header and
+streams the bytes, so these codecs only say which arrays make up a leaf.
+Object dtypes are not blobs: they stay in the skeleton.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._npy import descr_of
+from ..codec import CodecBase, DecodeContext, Encoded
+
+
+def storable(dtype: np.dtype) -> bool:
+    """Whether .npy can hold this dtype without pickle."""
+    if dtype.hasobject:
+        return False
+    try:
+        descr_of(dtype)
+    except Exception:
+        return False
+    return True
+
+
+class NdarrayCodec(CodecBase):
+    """numpy.ndarray and numpy.memmap, any dtype .npy can hold; loads as ndarray."""
+
+    codec_id = "numpy.ndarray"
+    codec_version = 1
+
+    def can_encode(self, obj: Any) -> bool:
+        return storable(obj.dtype)
+
+    def encode(self, obj: Any) -> Encoded:
+        if type(obj) is not np.ndarray:
+            obj = obj.view(np.ndarray)
+        return Encoded(arrays={"data": obj})
+
+    def decode(self, encoded: Encoded, ctx: DecodeContext) -> Any:
+        return encoded.arrays["data"]
+
+
+class ScalarCodec(CodecBase):
+    """numpy scalars (np.float32(1), np.datetime64(...), structured np.void, ...)."""
+
+    codec_id = "numpy.scalar"
+    codec_version = 1
+
+    def can_encode(self, obj: Any) -> bool:
+        return storable(obj.dtype)
+
+    def encode(self, obj: Any) -> Encoded:
+        return Encoded(arrays={"data": np.asarray(obj)})
+
+    def decode(self, encoded: Encoded, ctx: DecodeContext) -> Any:
+        return encoded.arrays["data"][()]
+
+
+class MaskedArrayCodec(CodecBase):
+    """numpy.ma.MaskedArray: data, mask and fill value as three .npy blobs."""
+
+    codec_id = "numpy.masked"
+    codec_version = 1
+
+    def can_encode(self, obj: Any) -> bool:
+        return storable(obj.dtype)
+
+    def encode(self, obj: Any) -> Encoded:
+        arrays: dict[str, np.ndarray] = {"data": np.asarray(obj.data)}
+        if obj.mask is not np.ma.nomask:
+            arrays["mask"] = np.ma.getmaskarray(obj)
+        arrays["fill_value"] = np.array(obj.fill_value, dtype=obj.dtype)
+        return Encoded(arrays=arrays, meta={"hard_mask": bool(obj.hardmask)})
+
+    def decode(self, encoded: Encoded, ctx: DecodeContext) -> Any:
+        arrays = encoded.arrays
+        mask = arrays.get("mask", np.ma.nomask)
+        fill = arrays.get("fill_value")
+        return np.ma.MaskedArray(
+            arrays["data"],
+            mask=mask,
+            fill_value=None if fill is None else fill[()],
+            hard_mask=bool(encoded.meta.get("hard_mask", False)),
+            copy=False,
+        )

@@ -1,0 +1,212 @@
+"""The one exception hierarchy of codecs_ser.
+
+Every error a user can meet derives from :class:`CodecsSerError`, and each
+subclass also derives from the builtin exception it refines, so code that
+catches ``ValueError`` or ``LookupError`` keeps working.  Exceptions carry their
+facts as attributes and format them once, in ``__str__``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "CodecsSerError",
+    "DuplicateRegistrationError",
+    "FormatError",
+    "IntegrityError",
+    "NoCodecForTypeError",
+    "PluginLoadError",
+    "PluginValidationError",
+    "TargetExistsError",
+    "UnknownBackendError",
+    "UnknownCodecError",
+    "UntrustedError",
+    "UsageError",
+]
+
+
+class CodecsSerError(Exception):
+    """Base class of every error raised by codecs_ser."""
+
+
+class FormatError(CodecsSerError, ValueError):
+    """The input is not a codecs_ser container, or its manifest or a blob is bad or truncated."""
+
+    def __init__(self, message: str, *, path: str | None = None, member: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.path = path
+        self.member = member
+
+    def __str__(self) -> str:
+        where = []
+        if self.path is not None:
+            where.append(f"in {self.path!r}")
+        if self.member is not None:
+            where.append(f"member {self.member!r}")
+        return f"{self.message} ({', '.join(where)})" if where else self.message
+
+
+class IntegrityError(FormatError):
+    """A blob's bytes do not match the checksum the manifest recorded for them."""
+
+    def __init__(
+        self,
+        member: str,
+        *,
+        algorithm: str,
+        expected: str,
+        actual: str,
+        path: str | None = None,
+    ):
+        super().__init__(
+            f"checksum mismatch: {algorithm} expected {expected}, got {actual}; "
+            "the file is damaged or was modified after it was written",
+            path=path,
+            member=member,
+        )
+        self.algorithm = algorithm
+        self.expected = expected
+        self.actual = actual
+
+
+class UnknownCodecError(CodecsSerError, LookupError):
+    """A codec id is not registered; the message names the distribution that provides it."""
+
+    def __init__(
+        self,
+        codec_id: str,
+        *,
+        dist: str | None = None,
+        registered: Sequence[str] = (),
+        entry: str | None = None,
+    ):
+        super().__init__(codec_id)
+        self.codec_id = codec_id
+        self.dist = dist
+        self.registered = tuple(registered)
+        self.entry = entry
+
+    def __str__(self) -> str:
+        what = f"codec {self.codec_id!r}"
+        if self.entry is not None:
+            what += f" (needed by entry {self.entry!r})"
+        parts = [f"{what} is not installed."]
+        if self.dist:
+            parts.append(f"Install it with: pip install {self.dist}.")
+        else:
+            parts.append(
+                "Register it with codecs_ser.register_codec(spec) or install the package "
+                "that provides it."
+            )
+        parts.append("The arrays can still be read as numpy with codecs_ser.load_arrays(path).")
+        if self.registered:
+            parts.append(f"Registered codecs: {', '.join(sorted(self.registered))}.")
+        return " ".join(parts)
+
+
+class UnknownBackendError(CodecsSerError, LookupError):
+    """A backend name is not registered, or a file matches no registered backend."""
+
+    def __init__(self, backend_id: str, *, dist: str | None = None, registered: Sequence[str] = ()):
+        super().__init__(backend_id)
+        self.backend_id = backend_id
+        self.dist = dist
+        self.registered = tuple(registered)
+
+    def __str__(self) -> str:
+        parts = [f"backend {self.backend_id!r} is not installed."]
+        if self.dist:
+            parts.append(f"Install it with: pip install {self.dist}.")
+        else:
+            parts.append("Register it with codecs_ser.register_backend(spec).")
+        if self.registered:
+            parts.append(f"Registered backends: {', '.join(sorted(self.registered))}.")
+        return " ".join(parts)
+
+
+class NoCodecForTypeError(CodecsSerError, TypeError):
+    """An array-like leaf of a known framework has no codec installed."""
+
+    def __init__(self, type_name: str, *, path: str | None = None, dist: str | None = None):
+        super().__init__(type_name)
+        self.type_name = type_name
+        self.path = path
+        self.dist = dist
+
+    def __str__(self) -> str:
+        where = f" at {self.path!r}" if self.path else ""
+        msg = f"no codec is installed for {self.type_name}{where}."
+        if self.dist:
+            msg += f" Install it with: pip install {self.dist}."
+        else:
+            msg += " Register one with codecs_ser.register_codec(spec)."
+        return msg
+
+
+class PluginLoadError(CodecsSerError, ImportError):
+    """A plugin's entry point or implementation could not be imported."""
+
+    def __init__(self, target: str, *, entry_point: str | None = None, dist: str | None = None):
+        super().__init__(target)
+        self.target = target
+        self.entry_point = entry_point
+        self.dist = dist
+
+    def __str__(self) -> str:
+        src = f" (entry point {self.entry_point!r}" if self.entry_point else ""
+        if self.dist:
+            src += f" from {self.dist}" if src else f" (from {self.dist}"
+        src += ")" if src else ""
+        cause = f": {self.__cause__!r}" if self.__cause__ is not None else ""
+        return f"could not import {self.target!r}{src}{cause}"
+
+
+class PluginValidationError(CodecsSerError, TypeError):
+    """A codec or backend spec, or the class it names, breaks the plugin contract."""
+
+
+class DuplicateRegistrationError(CodecsSerError, ValueError):
+    """A codec or backend id is registered twice with different specs."""
+
+    def __init__(self, kind: str, name: str):
+        super().__init__(name)
+        self.kind = kind
+        self.name = name
+
+    def __str__(self) -> str:
+        return (
+            f"{self.kind} {self.name!r} is already registered with a different spec; "
+            "pass replace=True to override it"
+        )
+
+
+class UsageError(CodecsSerError, ValueError):
+    """An argument given to a codecs_ser call is not valid (the message says which)."""
+
+
+class TargetExistsError(CodecsSerError, FileExistsError):
+    """The target path exists and is not something codecs_ser may replace."""
+
+
+class UntrustedError(CodecsSerError):
+    """Loading would import globals that are not allowed.
+
+    ``globals`` lists every global the file wants that is not allowed, sorted.
+    """
+
+    def __init__(self, globals_: Sequence[str], *, path: str | None = None):
+        super().__init__(list(globals_))
+        self.globals = sorted(set(globals_))
+        self.path = path
+
+    def __str__(self) -> str:
+        src = f"{self.path!r}" if self.path else "this container"
+        listed = ", ".join(self.globals)
+        return (
+            f"loading {src} would import globals that are not allowed: {listed}. "
+            "If you trust the file, allow them with "
+            f"codecs_ser.load(..., trusted={self.globals!r}) or load everything with "
+            "trusted=True; codecs_ser.load_arrays() reads the arrays without unpickling."
+        )

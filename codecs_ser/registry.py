@@ -1,0 +1,388 @@
+"""Codec and backend registry: entry points read once, implementations imported on first use.
+
+Dispatch goes by the qualified type name of a leaf (``"torch.Tensor"``), walked
+along the MRO, so registering a codec never imports its framework.  Module-level
+``register_codec`` / ``register_backend`` act on :data:`default_registry`;
+tests build their own :class:`Registry`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from ._importing import import_object
+from ._known import KNOWN_BACKENDS, KNOWN_CODECS
+from .backend import Backend, BackendSpec
+from .codec import Codec, CodecSpec
+from .errors import (
+    DuplicateRegistrationError,
+    PluginLoadError,
+    PluginValidationError,
+    UnknownBackendError,
+    UnknownCodecError,
+)
+
+__all__ = [
+    "BACKEND_GROUP",
+    "CODEC_GROUP",
+    "Registry",
+    "default_registry",
+    "register_backend",
+    "register_codec",
+]
+
+CODEC_GROUP = "codecs_ser.codecs"
+BACKEND_GROUP = "codecs_ser.backends"
+AUTOLOAD_ENV = "CODECS_SER_DISABLE_PLUGIN_AUTOLOAD"
+
+
+def _type_name(tp: type) -> str:
+    return f"{tp.__module__}.{tp.__qualname__}"
+
+
+def _check_codec_spec(spec: CodecSpec) -> None:
+    if not isinstance(spec.codec_id, str) or not spec.codec_id:
+        raise PluginValidationError(f"{spec!r}: codec_id must be a non-empty str")
+    if not isinstance(spec.impl, str) or ":" not in spec.impl:
+        raise PluginValidationError(f"{spec!r}: impl must be an import string 'pkg.mod:Name'")
+    if not isinstance(spec.handles, tuple) or not all(
+        isinstance(h, str) and h for h in spec.handles
+    ):
+        raise PluginValidationError(f"{spec!r}: handles must be a tuple of qualified type names")
+
+
+def _check_backend_spec(spec: BackendSpec) -> None:
+    if not isinstance(spec.backend_id, str) or not spec.backend_id:
+        raise PluginValidationError(f"{spec!r}: backend_id must be a non-empty str")
+    if not isinstance(spec.impl, str) or ":" not in spec.impl:
+        raise PluginValidationError(f"{spec!r}: impl must be an import string 'pkg.mod:Name'")
+    if not all(isinstance(s, str) and s.startswith(".") for s in spec.suffixes):
+        raise PluginValidationError(f"{spec!r}: suffixes must be strings such as '.tar'")
+
+
+def _check_codec_impl(spec: CodecSpec, codec: Any) -> None:
+    missing = [
+        m for m in ("encode", "decode", "can_encode") if not callable(getattr(codec, m, None))
+    ]
+    if missing:
+        raise PluginValidationError(
+            f"codec {spec.impl!r} lacks {', '.join(missing)}; a codec implements "
+            "encode(obj) -> Encoded, decode(encoded, ctx) -> obj and can_encode(obj) -> bool "
+            "(subclass codecs_ser.codec.CodecBase for defaults)"
+        )
+    if getattr(codec, "codec_id", None) != spec.codec_id:
+        raise PluginValidationError(
+            f"codec {spec.impl!r} has codec_id {getattr(codec, 'codec_id', None)!r} "
+            f"but its spec says {spec.codec_id!r}"
+        )
+    version = getattr(codec, "codec_version", None)
+    if not isinstance(version, int) or version < 1:
+        raise PluginValidationError(f"codec {spec.impl!r}: codec_version must be an int >= 1")
+
+
+def _check_backend_impl(spec: BackendSpec, backend: Any) -> None:
+    missing = [m for m in ("create", "open", "append") if not callable(getattr(backend, m, None))]
+    if missing:
+        raise PluginValidationError(
+            f"backend {spec.impl!r} lacks {', '.join(missing)}; a backend implements "
+            "create(target, *, durable), open(source) and append(path, *, durable)"
+        )
+
+
+class Registry:
+    """Known codecs and backends, by id and by the type names they handle."""
+
+    def __init__(self, *, entry_points: bool = True, builtins: bool = True) -> None:
+        self._codec_specs: dict[str, CodecSpec] = {}
+        self._backend_specs: dict[str, BackendSpec] = {}
+        self._codecs: dict[str, Codec] = {}
+        self._backends: dict[str, Backend] = {}
+        self._by_type: dict[str, CodecSpec] = {}
+        self._type_cache: dict[type, CodecSpec | None] = {}
+        self._origin: dict[str, tuple[str | None, str | None]] = {}
+        self._broken: dict[str, PluginLoadError | PluginValidationError] = {}
+        self._blocked: set[str] = set()
+        self._scanned = not entry_points
+        if builtins:
+            from .backends._specs import BUILTIN_BACKENDS
+            from .codecs._specs import BUILTIN_CODECS
+
+            for cspec in BUILTIN_CODECS:
+                self.register_codec(cspec)
+            for bspec in BUILTIN_BACKENDS:
+                self.register_backend(bspec)
+
+    # -- registration -------------------------------------------------------
+
+    def register_codec(
+        self,
+        codec: CodecSpec | Codec | type,
+        *,
+        handles: tuple[str, ...] = (),
+        subclasses: bool = False,
+        replace: bool = False,
+    ) -> CodecSpec:
+        """Register a codec by spec, or a codec class or instance for code that is not packaged.
+
+        For a class or instance, ``handles`` names the qualified types it encodes.
+        """
+        instance: Any = None
+        if isinstance(codec, CodecSpec):
+            spec = codec
+        else:
+            instance = codec() if isinstance(codec, type) else codec
+            cls = type(instance)
+            spec = CodecSpec(
+                codec_id=getattr(instance, "codec_id", ""),
+                impl=f"{cls.__module__}:{cls.__qualname__}",
+                handles=tuple(handles),
+                subclasses=subclasses,
+            )
+        _check_codec_spec(spec)
+        if instance is not None:
+            _check_codec_impl(spec, instance)
+        old = self._codec_specs.get(spec.codec_id)
+        if old is not None and not replace:
+            if old == spec and instance is None:
+                return old
+            raise DuplicateRegistrationError("codec", spec.codec_id)
+        if old is not None:
+            for name in old.handles:
+                if self._by_type.get(name) is old:
+                    del self._by_type[name]
+            self._codecs.pop(spec.codec_id, None)
+        self._codec_specs[spec.codec_id] = spec
+        self._broken.pop(spec.codec_id, None)
+        for name in spec.handles:
+            self._by_type[name] = spec
+        if instance is not None:
+            self._codecs[spec.codec_id] = instance
+        self._type_cache.clear()
+        return spec
+
+    def register_backend(
+        self,
+        backend: BackendSpec | Backend,
+        *,
+        suffixes: tuple[str, ...] = (),
+        replace: bool = False,
+    ) -> BackendSpec:
+        """Register a backend by spec, or a backend instance for code that is not packaged."""
+        instance: Any = None
+        if isinstance(backend, BackendSpec):
+            spec = backend
+        else:
+            instance = backend() if isinstance(backend, type) else backend
+            cls = type(instance)
+            spec = BackendSpec(
+                backend_id=getattr(instance, "backend_id", ""),
+                impl=f"{cls.__module__}:{cls.__qualname__}",
+                suffixes=tuple(suffixes),
+            )
+        _check_backend_spec(spec)
+        if instance is not None:
+            _check_backend_impl(spec, instance)
+        old = self._backend_specs.get(spec.backend_id)
+        if old is not None and not replace:
+            if old == spec and instance is None:
+                return old
+            raise DuplicateRegistrationError("backend", spec.backend_id)
+        self._backend_specs[spec.backend_id] = spec
+        self._backends.pop(spec.backend_id, None)
+        self._broken.pop("backend:" + spec.backend_id, None)
+        if instance is not None:
+            self._backends[spec.backend_id] = instance
+        return spec
+
+    def block(self, name: str) -> None:
+        """Ignore the entry point ``name`` (a codec or backend id) from now on."""
+        self._blocked.add(name)
+        self._codec_specs.pop(name, None)
+        self._codecs.pop(name, None)
+        self._by_type = {t: s for t, s in self._by_type.items() if s.codec_id != name}
+        self._type_cache.clear()
+
+    # -- entry points --------------------------------------------------------
+
+    def _ensure_scanned(self) -> None:
+        if self._scanned:
+            return
+        self._scanned = True
+        if os.environ.get(AUTOLOAD_ENV, "") not in ("", "0"):
+            return
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group=CODEC_GROUP):
+            self._load_entry_point(ep, CodecSpec)
+        for ep in entry_points(group=BACKEND_GROUP):
+            self._load_entry_point(ep, BackendSpec)
+
+    def _load_entry_point(self, ep: Any, kind: type) -> None:
+        if ep.name in self._blocked:
+            return
+        dist = getattr(getattr(ep, "dist", None), "name", None)
+        key = ep.name if kind is CodecSpec else "backend:" + ep.name
+        try:
+            spec = import_object(ep.value, entry_point=ep.name, dist=dist)
+            if not isinstance(spec, kind):
+                raise PluginValidationError(
+                    f"entry point {ep.name!r} = {ep.value!r} from {dist} must name a "
+                    f"{kind.__name__}, not {type(spec).__name__}"
+                )
+            if dist is not None and spec.dist is None:
+                spec = type(spec)(**{**_spec_fields(spec), "dist": dist})
+            if kind is CodecSpec:
+                if ep.name in self._codec_specs and self._codec_specs[ep.name].impl == spec.impl:
+                    return
+                self.register_codec(spec)
+            else:
+                if (
+                    ep.name in self._backend_specs
+                    and self._backend_specs[ep.name].impl == spec.impl
+                ):
+                    return
+                self.register_backend(spec)
+        except (PluginLoadError, PluginValidationError, DuplicateRegistrationError) as e:
+            # A broken plugin fails only when what it provides is needed.
+            if isinstance(e, DuplicateRegistrationError):
+                e = PluginValidationError(
+                    f"entry point {ep.name!r} from {dist} clashes with an already registered id"
+                )
+            self._broken[key] = e
+
+    # -- lookup --------------------------------------------------------------
+
+    @property
+    def codecs(self) -> Mapping[str, CodecSpec]:
+        """Registered codec specs by id (read-only view)."""
+        self._ensure_scanned()
+        return MappingProxyType(self._codec_specs)
+
+    @property
+    def backends(self) -> Mapping[str, BackendSpec]:
+        """Registered backend specs by id (read-only view)."""
+        self._ensure_scanned()
+        return MappingProxyType(self._backend_specs)
+
+    def spec_for_type(self, tp: type) -> CodecSpec | None:
+        """The codec spec that owns a leaf type, or None (cached per type)."""
+        try:
+            return self._type_cache[tp]
+        except KeyError:
+            pass
+        self._ensure_scanned()
+        found: CodecSpec | None = None
+        for i, cls in enumerate(tp.__mro__):
+            spec = self._by_type.get(_type_name(cls))
+            if spec is not None and (i == 0 or spec.subclasses):
+                found = spec
+                break
+        self._type_cache[tp] = found
+        return found
+
+    def get_codec(
+        self, codec_id: str, *, entry: str | None = None, dist: str | None = None
+    ) -> Codec:
+        """The codec instance for an id; imports its implementation on first use."""
+        try:
+            return self._codecs[codec_id]
+        except KeyError:
+            pass
+        self._ensure_scanned()
+        spec = self._codec_specs.get(codec_id)
+        if spec is None:
+            broken = self._broken.get(codec_id)
+            if broken is not None:
+                raise broken
+            raise UnknownCodecError(
+                codec_id,
+                dist=dist or KNOWN_CODECS.get(codec_id),
+                registered=list(self._codec_specs),
+                entry=entry,
+            )
+        cls = import_object(spec.impl, entry_point=spec.codec_id, dist=spec.dist)
+        codec = cls() if isinstance(cls, type) else cls
+        _check_codec_impl(spec, codec)
+        self._codecs[codec_id] = codec
+        return codec
+
+    def get_backend(self, backend_id: str) -> Backend:
+        """The backend instance for an id; imports its implementation on first use."""
+        try:
+            return self._backends[backend_id]
+        except KeyError:
+            pass
+        spec = self.get_backend_spec(backend_id)
+        cls = import_object(spec.impl, entry_point=spec.backend_id, dist=spec.dist)
+        backend = cls() if isinstance(cls, type) else cls
+        _check_backend_impl(spec, backend)
+        self._backends[backend_id] = backend
+        return backend
+
+    def get_backend_spec(self, backend_id: str) -> BackendSpec:
+        self._ensure_scanned()
+        spec = self._backend_specs.get(backend_id)
+        if spec is None:
+            broken = self._broken.get("backend:" + backend_id)
+            if broken is not None:
+                raise broken
+            raise UnknownBackendError(
+                backend_id,
+                dist=KNOWN_BACKENDS.get(backend_id),
+                registered=list(self._backend_specs),
+            )
+        return spec
+
+    def backend_for_suffix(self, name: str) -> str | None:
+        """The backend whose longest suffix ends ``name``, if any."""
+        self._ensure_scanned()
+        best: tuple[int, str] | None = None
+        lower = name.lower()
+        for spec in self._backend_specs.values():
+            for suffix in spec.suffixes:
+                if lower.endswith(suffix.lower()) and (best is None or len(suffix) > best[0]):
+                    best = (len(suffix), spec.backend_id)
+        return best[1] if best else None
+
+    def backend_for_head(self, head: bytes) -> str | None:
+        """The backend whose magic signature matches the first bytes of a file."""
+        self._ensure_scanned()
+        for spec in self._backend_specs.values():
+            for offset, magic in spec.magic:
+                if head[offset : offset + len(magic)] == magic:
+                    return spec.backend_id
+        return None
+
+    def directory_backends(self) -> list[str]:
+        self._ensure_scanned()
+        return [s.backend_id for s in self._backend_specs.values() if s.directory]
+
+
+def _spec_fields(spec: Any) -> dict[str, Any]:
+    return {name: getattr(spec, name) for name in spec.__dataclass_fields__}
+
+
+default_registry = Registry()
+
+
+def register_codec(
+    codec: CodecSpec | Codec | type,
+    *,
+    handles: tuple[str, ...] = (),
+    subclasses: bool = False,
+    replace: bool = False,
+) -> CodecSpec:
+    """Register a codec in the default registry (see :meth:`Registry.register_codec`)."""
+    return default_registry.register_codec(
+        codec, handles=handles, subclasses=subclasses, replace=replace
+    )
+
+
+def register_backend(
+    backend: BackendSpec | Backend, *, suffixes: tuple[str, ...] = (), replace: bool = False
+) -> BackendSpec:
+    """Register a backend in the default registry (see :meth:`Registry.register_backend`)."""
+    return default_registry.register_backend(backend, suffixes=suffixes, replace=replace)
