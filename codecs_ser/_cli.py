@@ -1,0 +1,86 @@
+"""The ``codecs-ser`` command: inspect a container, verify its checksums, list plugins."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from . import _api
+from .errors import CodecsSerError
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def _inspect(path: str) -> int:
+    with _api.open(path) as c:
+        writer = c.writer
+        print(f"{path}: codecs_ser format {c.format_version}, backend {c.backend}, "
+              f"written by codecs_ser {writer.get('codecs_ser')} on Python {writer.get('python')}")
+        for name in c.objects:
+            print(f"object {name!r}: {c.skeleton_format(name)} skeleton")
+        if c.metadata:
+            print(f"metadata: {c.metadata}")
+        rows = [("name", "codec", "dtype", "shape", "size")]
+        total = 0
+        for name, entry in c.entries.items():
+            total += entry.nbytes
+            shape = "(" + ", ".join(map(str, entry.shape)) + ("," if len(entry.shape) == 1 else "") + ")"
+            rows.append((name, entry.codec, str(entry.dtype), shape, _size(entry.nbytes)))
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        for r in rows:
+            print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
+        print(f"{len(rows) - 1} entries, {_size(total)} of array data")
+    return 0
+
+
+def _verify(path: str) -> int:
+    problems = _api.verify(path)
+    if not problems:
+        print(f"{path}: OK, every checksum matches")
+        return 0
+    for member, problem in problems:
+        print(f"{member}: {problem}")
+    print(f"{path}: {len(problems)} problem(s)")
+    return 1
+
+
+def _plugins() -> int:
+    from .registry import default_registry
+
+    for kind, specs in (("codec", default_registry.codecs), ("backend", default_registry.backends)):
+        for key, spec in sorted(specs.items()):
+            print(f"{kind:8s} {key:24s} {spec.impl}  ({spec.dist or 'registered in code'})")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``codecs-ser`` and ``python -m codecs_ser``."""
+    parser = argparse.ArgumentParser(prog="codecs-ser", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("inspect", help="list the entries of a container (reads its manifest only)")
+    p.add_argument("file")
+    p = sub.add_parser("verify", help="check every checksum; exit status 1 if any fails")
+    p.add_argument("file")
+    sub.add_parser("plugins", help="list registered codecs and backends")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "inspect":
+            return _inspect(args.file)
+        if args.command == "verify":
+            return _verify(args.file)
+        return _plugins()
+    except (CodecsSerError, OSError) as e:
+        print(f"codecs-ser: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
