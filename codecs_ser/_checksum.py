@@ -54,6 +54,12 @@ def new_hasher(algorithm: str) -> Any:
         ) from None
 
 
+def factory(algorithm: str) -> Callable[[], Any]:
+    """The constructor of hashers for an algorithm (for callers that make many)."""
+    check_algorithm(algorithm)
+    return _FACTORIES[algorithm]
+
+
 def check_algorithm(algorithm: str) -> str:
     if algorithm not in _FACTORIES:
         raise ValueError(

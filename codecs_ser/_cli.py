@@ -22,8 +22,10 @@ def _size(n: int) -> str:
 def _inspect(path: str) -> int:
     with _api.open(path) as c:
         writer = c.writer
-        print(f"{path}: codecs_ser format {c.format_version}, backend {c.backend}, "
-              f"written by codecs_ser {writer.get('codecs_ser')} on Python {writer.get('python')}")
+        print(
+            f"{path}: codecs_ser format {c.format_version}, backend {c.backend}, "
+            f"written by codecs_ser {writer.get('codecs_ser')} on Python {writer.get('python')}"
+        )
         for name in c.objects:
             print(f"object {name!r}: {c.skeleton_format(name)} skeleton")
         if c.metadata:
@@ -32,7 +34,12 @@ def _inspect(path: str) -> int:
         total = 0
         for name, entry in c.entries.items():
             total += entry.nbytes
-            shape = "(" + ", ".join(map(str, entry.shape)) + ("," if len(entry.shape) == 1 else "") + ")"
+            shape = (
+                "("
+                + ", ".join(map(str, entry.shape))
+                + ("," if len(entry.shape) == 1 else "")
+                + ")"
+            )
             rows.append((name, entry.codec, str(entry.dtype), shape, _size(entry.nbytes)))
         widths = [max(len(r[i]) for r in rows) for i in range(5)]
         for r in rows:

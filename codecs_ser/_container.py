@@ -38,12 +38,16 @@ from ._skeleton import (
 from ._version import __version__
 from ._walk import Leaf, LeafCollector, escape_component
 from .backend import ContainerReader, ContainerWriter, MemberRef
-from .codec import DecodeContext, Encoded
+from .codec import CodecSpec, DecodeContext, Encoded
+from .codecs.numpy import NdarrayCodec
 from .errors import CodecsSerError, FormatError, IntegrityError, UsageError
 from .registry import Registry
 
 #: Non-contiguous arrays are copied out in pieces of about this size.
 CHUNK = 16 << 20
+_MISSING = object()
+#: Blobs up to this size are read whole in one call.
+SMALL_BLOB = 1 << 20
 _CORE_DIST = "codecs-ser"
 
 
@@ -143,6 +147,8 @@ class Writer:
         self._registry = registry
         self._algorithm = _checksum.check_algorithm(checksum)
         self._descr_cache: dict[np.dtype, Any] = {}
+        self._codec_cache: dict[str, tuple[Any, str | None]] = {}
+        self._new_hasher = _checksum.factory(self._algorithm)
         self._existing = existing
         self._existing_reader = existing_reader
         self._objects: list[dict[str, Any]] = []
@@ -223,13 +229,16 @@ class Writer:
         views = self._find_views(collector.leaves)
         for leaf in collector.leaves:
             try:
-                entry = self._leaf_entry(leaf, obj_index, collector)
+                record = self._leaf_record(leaf, obj_index, collector)
                 if leaf.index in views:
                     base, offset = views[leaf.index]
-                    entry["meta"]["view"] = {
-                        "base": base.index,
-                        "offset": offset,
-                        "strides": list(leaf.obj.strides),
+                    record[6] = {
+                        **record[6],
+                        "view": {
+                            "base": base.index,
+                            "offset": offset,
+                            "strides": list(leaf.obj.strides),
+                        },
                     }
             except CodecsSerError as e:
                 e.add_note(f"while encoding {leaf.path!r} ({_type_name(leaf.obj)})")
@@ -241,12 +250,38 @@ class Writer:
                 )
                 raise
             self._names.append(leaf.stem)
-            self._entries.append(pack_entry(entry))
+            self._entries.append(pack_entry(record))
 
-    def _leaf_entry(self, leaf: Leaf, obj_index: int, collector: LeafCollector) -> dict[str, Any]:
+    def _codec_for(self, spec: CodecSpec) -> tuple[Any, str | None]:
+        """The codec of a spec and the version of its distribution, looked up once per dump."""
+        found = self._codec_cache.get(spec.codec_id)
+        if found is None:
+            codec = self._registry.get_codec(spec.codec_id)
+            version = _dist_version(spec.dist, _DIST_VERSIONS)
+            found = self._codec_cache[spec.codec_id] = (codec, version)
+        return found
+
+    def _leaf_record(self, leaf: Leaf, obj_index: int, collector: LeafCollector) -> list[Any]:
+        """Encode one leaf, write its blobs, and return its manifest record (ENTRY_FIELDS)."""
         spec = leaf.spec
-        codec = self._registry.get_codec(spec.codec_id)
-        encoded = codec.encode(leaf.obj)
+        codec, dist_version = self._codec_for(spec)
+        if spec.dist is not None:
+            self._dists[spec.dist] = dist_version
+        obj = leaf.obj
+        if type(codec) is NdarrayCodec and type(obj) is np.ndarray:
+            # What NdarrayCodec.encode returns, without building it: this runs per leaf.
+            blob = self._write_array(leaf.stem, "data", obj, True)
+            return [
+                obj_index,
+                leaf.path,
+                spec.codec_id,
+                codec.codec_version,
+                spec.dist,
+                None,
+                {},
+                [blob],
+            ]
+        encoded = codec.encode(obj)
         if not isinstance(encoded, Encoded) or not encoded.arrays:
             raise TypeError(
                 f"codec {spec.codec_id!r} returned {encoded!r}, not an Encoded with arrays"
@@ -255,27 +290,24 @@ class Writer:
         for i, (role, arr) in enumerate(encoded.arrays.items()):
             if not isinstance(arr, np.ndarray):
                 raise TypeError(
-                    f"codec {spec.codec_id!r} returned a {type(arr).__name__} for role {role!r}, not a numpy array"
+                    f"codec {spec.codec_id!r} returned a {type(arr).__name__} for role "
+                    f"{role!r}, not a numpy array"
                 )
             stem = leaf.stem if i == 0 else collector.reserve_member(leaf.stem, role)
-            blobs.append(self._write_array(stem, role, arr))
-        dist = spec.dist
-        version = _dist_version(dist, _DIST_VERSIONS)
-        if dist is not None:
-            self._dists[dist] = version
-        return {
-            "name": leaf.stem,
-            "object": obj_index,
-            "path": leaf.path,
-            "codec": spec.codec_id,
-            "codec_version": int(codec.codec_version),
-            "dist": dist,
-            "device": encoded.device,
-            "meta": dict(encoded.meta),
-            "blobs": blobs,
-        }
+            blobs.append(self._write_array(stem, role, arr, i == 0))
+        return [
+            obj_index,
+            leaf.path,
+            spec.codec_id,
+            int(codec.codec_version),
+            spec.dist,
+            encoded.device,
+            dict(encoded.meta),
+            blobs,
+        ]
 
-    def _write_array(self, stem: str, role: str, arr: np.ndarray) -> dict[str, Any]:
+    def _write_array(self, stem: str, role: str, arr: np.ndarray, primary: bool) -> list[Any]:
+        """Write one array as a .npy member; return its manifest record (BLOB_FIELDS)."""
         member = stem + ".npy"
         dtype = arr.dtype
         descr = self._descr_cache.get(dtype)
@@ -284,34 +316,30 @@ class Writer:
         fortran, chunks = _array_chunks(arr)
         header = build_header(descr, fortran, arr.shape)
         size = len(header) + arr.nbytes
-        hasher = _checksum.new_hasher(self._algorithm)
+        hasher = self._new_hasher()
         if self._dedupe is not None:
             chunks = list(chunks)
             hasher.update(header)
             for c in chunks:
                 hasher.update(c)
-            checksum = f"{self._algorithm}:{hasher.hexdigest()}"
+            checksum = self._algorithm + ":" + hasher.hexdigest()
             reuse = self._dedupe.get((size, checksum))
             if reuse is not None and self._same_bytes(reuse, size, header, chunks):
                 member, offset = reuse
             else:
-                offset = self._bw.write_member(member, size, [memoryview(header), *chunks])
+                offset = self._bw.write_member(member, size, (memoryview(header), *chunks))
+        elif type(chunks) is tuple:
+            hasher.update(header)
+            hasher.update(chunks[0])
+            checksum = self._algorithm + ":" + hasher.hexdigest()
+            offset = self._bw.write_member(member, size, (memoryview(header), chunks[0]))
         else:
             offset = self._bw.write_member(
                 member, size, _hashed(_prepend(memoryview(header), chunks), hasher)
             )
-            checksum = f"{self._algorithm}:{hasher.hexdigest()}"
-        return {
-            "role": role,
-            "name": stem,
-            "member": member,
-            "offset": offset,
-            "size": size,
-            "dtype": descr,
-            "shape": list(arr.shape),
-            "fortran_order": fortran,
-            "checksum": checksum,
-        }
+            checksum = self._algorithm + ":" + hasher.hexdigest()
+        name = None if primary and member == stem + ".npy" else stem
+        return [role, member, offset, size, descr, list(arr.shape), fortran, checksum, name]
 
     def _same_bytes(
         self, reuse: tuple[str, int | None], size: int, header: bytes, chunks: list[memoryview]
@@ -333,15 +361,18 @@ class Writer:
         Leaves sharing one memory owner are grouped; the largest contiguous one is
         stored and the others that lie inside it become views of it.
         """
+        views: dict[int, tuple[Leaf, int]] = {}
+        arrays = [leaf for leaf in leaves if type(leaf.obj) is np.ndarray]
+        if not any(leaf.obj.base is not None for leaf in arrays):
+            return views  # nothing is a view: the common case, decided in one pass
         groups: dict[int, list[Leaf]] = {}
-        for leaf in leaves:
+        for leaf in arrays:
             arr = leaf.obj
-            if type(arr) is np.ndarray and arr.size and not arr.dtype.hasobject:
+            if arr.size and not arr.dtype.hasobject:
                 owner = arr
                 while isinstance(owner.base, np.ndarray):
                     owner = owner.base
                 groups.setdefault(id(owner), []).append(leaf)
-        views: dict[int, tuple[Leaf, int]] = {}
         for group in groups.values():
             if len(group) < 2:
                 continue
@@ -440,18 +471,14 @@ class Reader:
             view = self._br.map_member(ref)
             if view is not None:
                 return self._array_from_view(view, blob, expected)
+        if blob.size <= SMALL_BLOB:
+            return self._read_small(ref, blob, expected)
         with self._br.open_member(ref) as f:
             head = _read_exact(f, min(len(expected), blob.size), blob, self.m.source)
             hlen = len(expected)
             if head != expected:
                 hlen = self._check_foreign_header(head, f, blob)
-            if hlen + blob.nbytes != blob.size:
-                raise FormatError(
-                    f".npy member holds {blob.size - hlen} bytes of data, its shape and dtype "
-                    f"need {blob.nbytes}",
-                    path=self.m.source,
-                    member=blob.member,
-                )
+            self._check_data_size(blob, hlen)
             arr = np.empty(blob.shape, blob.dtype, order="F" if blob.fortran_order else "C")
             target = _byte_view(arr.T if blob.fortran_order else arr)
             _readinto_exact(f, target, blob, self.m.source)
@@ -461,6 +488,44 @@ class Reader:
             hasher.update(target)
             self._compare(blob, hasher)
         return arr
+
+    def _read_small(self, ref: MemberRef, blob: BlobInfo, expected: bytes) -> np.ndarray:
+        """A small blob in one read; the array keeps the read buffer as its memory."""
+        buf = bytearray(blob.size)
+        readinto = getattr(self._br, "readinto_member", None)
+        if readinto is not None:
+            readinto(ref, buf)
+        else:
+            with self._br.open_member(ref) as f:
+                _readinto_exact(f, memoryview(buf), blob, self.m.source)
+        hlen = len(expected)
+        if not buf.startswith(expected):
+            dtype, fortran, shape, hlen = parse_header(bytes(buf[: min(len(buf), 1 << 20)]))
+            if dtype != blob.dtype or fortran != blob.fortran_order or shape != blob.shape:
+                raise FormatError(
+                    f".npy header ({dtype}, {shape}, fortran={fortran}) disagrees with the "
+                    f"manifest ({blob.dtype}, {blob.shape}, fortran={blob.fortran_order})",
+                    path=self.m.source,
+                    member=blob.member,
+                )
+        self._check_data_size(blob, hlen)
+        if self._verify:
+            hasher = _checksum.new_hasher(blob.checksum.partition(":")[0])
+            hasher.update(buf)
+            self._compare(blob, hasher)
+        if blob.nbytes == 0:
+            return np.empty(blob.shape, blob.dtype)
+        flat = np.frombuffer(buf, blob.dtype, offset=hlen)
+        return flat.reshape(blob.shape, order="F" if blob.fortran_order else "C")
+
+    def _check_data_size(self, blob: BlobInfo, hlen: int) -> None:
+        if hlen + blob.nbytes != blob.size:
+            raise FormatError(
+                f".npy member holds {blob.size - hlen} bytes of data, its shape and dtype "
+                f"need {blob.nbytes}",
+                path=self.m.source,
+                member=blob.member,
+            )
 
     def _reread_header(self, ref: MemberRef, hlen: int) -> bytes:
         with self._br.open_member(ref) as f:
@@ -531,7 +596,7 @@ class Reader:
         )
 
     def _compare(self, blob: BlobInfo, hasher: Any) -> None:
-        algorithm, digest = _checksum.split(blob.checksum)
+        algorithm, _, digest = blob.checksum.partition(":")
         actual = hasher.hexdigest()
         if actual != digest:
             raise IntegrityError(
@@ -565,6 +630,8 @@ class Reader:
         if entry.codec == NDARRAY_CODEC and isinstance(entry.meta.get("view"), dict):
             return self._decode_view(entry)
         codec = self._registry.get_codec(entry.codec, entry=entry.name, dist=entry.dist)
+        if type(codec) is NdarrayCodec and entry.codec_version == 1 and len(entry.blobs) == 1:
+            return self.read_array(entry.blobs[0], entry=entry.name)  # what its decode returns
         if entry.codec_version > codec.codec_version:
             raise FormatError(
                 f"entry was written by version {entry.codec_version} of codec {entry.codec!r}; "

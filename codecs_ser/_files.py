@@ -93,6 +93,20 @@ class SeqWriter:
             self._write_all(memoryview(data).cast("B"))
         self.pos += n
 
+    def write_parts(self, parts: tuple[Any, ...], size: int) -> None:
+        """Gather a small member's pieces (header, data, padding) with one bookkeeping step;
+        ``size`` is the data's length, checked against what the parts hold."""
+        buf = self._buf
+        start = len(buf)
+        for part in parts:
+            buf += part
+        added = len(buf) - start
+        if added - len(parts[0]) - len(parts[-1]) != size:
+            raise ValueError("member announced a size that its data does not have")
+        self.pos += added
+        if len(buf) >= COALESCE:
+            self.flush()
+
     def write_chunks(self, chunks: Iterable[memoryview], size: int) -> None:
         """Write chunks that must add up to exactly ``size`` bytes."""
         start = self.pos
@@ -185,6 +199,22 @@ class Source:
         if len(data) != size:
             raise FormatError("container is truncated", path=self.name)
         return data
+
+    def readinto_at(self, offset: int, buffer: Any) -> None:
+        """Fill ``buffer`` with the bytes at ``offset``; FormatError if the file is shorter."""
+        view = memoryview(buffer)
+        if view.format != "B":
+            view = view.cast("B")
+        if offset < 0 or offset + view.nbytes > self.size:
+            raise FormatError("member lies outside the container (truncated file?)", path=self.name)
+        f = self.file
+        f.seek(self.base + offset)
+        pos = 0
+        while pos < view.nbytes:
+            n = f.readinto(view[pos:])  # type: ignore[attr-defined]
+            if not n:
+                raise FormatError("container is truncated", path=self.name)
+            pos += n
 
     def range(self, offset: int, size: int) -> RangeReader:
         if offset < 0 or size < 0 or offset + size > self.size:

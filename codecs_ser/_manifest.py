@@ -89,40 +89,51 @@ def _is_int(v: Any) -> bool:
     return type(v) is int
 
 
-def parse_blob(raw: Any, source: str | None, entry: str) -> BlobInfo:
-    if not isinstance(raw, dict):
-        raise _fail("blob is not a map", source, entry)
-    try:
-        role, member, offset, size = raw["role"], raw["member"], raw["offset"], raw["size"]
-        descr, shape, fortran, checksum = (
-            raw["dtype"],
-            raw["shape"],
-            raw["fortran_order"],
-            raw["checksum"],
-        )
-    except KeyError as e:
-        raise _fail(f"blob lacks field {e.args[0]!r}", source, entry) from None
-    if not isinstance(role, str) or not isinstance(member, str) or not member:
-        raise _fail("blob role or member is not a string", source, entry)
-    if not (offset is None or (_is_int(offset) and offset >= 0)):
-        raise _fail("blob offset is not a non-negative integer", source, entry)
-    if not (_is_int(size) and size >= 0):
-        raise _fail("blob size is not a non-negative integer", source, entry)
+#: Field order of an entry record and of a blob record (also written into each
+#: manifest, so the records describe themselves; later versions may append fields).
+ENTRY_FIELDS = ("object", "path", "codec", "codec_version", "dist", "device", "meta", "blobs")
+BLOB_FIELDS = (
+    "role",
+    "member",
+    "offset",
+    "size",
+    "dtype",
+    "shape",
+    "fortran_order",
+    "checksum",
+    "name",
+)
+_NE, _NB = len(ENTRY_FIELDS), len(BLOB_FIELDS)
+
+
+def parse_blob(raw: Any, source: str | None, entry: str, primary: bool) -> BlobInfo:
+    """Check one blob record field by field (this runs once per blob read, so it is terse)."""
+    if type(raw) is not list or len(raw) < _NB:
+        raise _fail("blob record is not a list of the blob fields", source, entry)
+    role, member, offset, size, descr, shape, fortran, checksum, name = raw[:_NB]
     if (
-        not isinstance(shape, list)
+        type(role) is not str
+        or type(member) is not str
+        or not member
+        or not (offset is None or (type(offset) is int and offset >= 0))
+        or type(size) is not int
+        or size < 0
+        or type(shape) is not list
         or len(shape) > MAX_NDIM
-        or not all(_is_int(n) and n >= 0 for n in shape)
+        or type(fortran) is not bool
+        or type(checksum) is not str
+        or not (name is None or type(name) is str)
     ):
-        raise _fail("blob shape is not a list of non-negative integers", source, entry)
-    if type(fortran) is not bool or not isinstance(checksum, str):
-        raise _fail("blob fortran_order or checksum has a bad type", source, entry)
+        raise _fail("blob has a field of the wrong type or out of range", source, entry)
+    for n in shape:
+        if type(n) is not int or n < 0:
+            raise _fail("blob shape is not a list of non-negative integers", source, entry)
     try:
         dtype = dtype_from_descr(descr)
     except FormatError as e:
         raise _fail(e.message, source, entry) from None
-    name = raw.get("name", member[:-4] if member.endswith(".npy") else member)
-    if not isinstance(name, str):
-        raise _fail("blob name is not a string", source, entry)
+    if name is None:
+        name = entry if primary else (member[:-4] if member.endswith(".npy") else member)
     blob = BlobInfo(role, member, offset, size, dtype, tuple(shape), fortran, checksum, descr, name)
     if blob.nbytes > size:
         raise _fail(
@@ -132,35 +143,30 @@ def parse_blob(raw: Any, source: str | None, entry: str) -> BlobInfo:
 
 
 def parse_entry(raw_bytes: Any, index: int, name: str, source: str | None) -> EntryInfo:
-    if not isinstance(raw_bytes, bytes):
+    if type(raw_bytes) is not bytes:
         raise _fail("entry is not a byte string", source, name)
     try:
         raw = msgpack.unpackb(raw_bytes, raw=False)
     except Exception as e:
         raise _fail(f"entry is not valid msgpack ({type(e).__name__})", source, name) from None
-    if not isinstance(raw, dict):
-        raise _fail("entry is not a map", source, name)
-    try:
-        obj, path, codec, version = raw["object"], raw["path"], raw["codec"], raw["codec_version"]
-        blobs_raw, meta = raw["blobs"], raw["meta"]
-    except KeyError as e:
-        raise _fail(f"entry lacks field {e.args[0]!r}", source, name) from None
-    dist, device = raw.get("dist"), raw.get("device")
-    if raw.get("name", name) != name:
-        raise _fail("entry name differs from the name list", source, name)
-    if not (_is_int(obj) and obj >= 0) or not isinstance(path, str):
-        raise _fail("entry object or path has a bad type", source, name)
-    if not isinstance(codec, str) or not (_is_int(version) and version >= 1):
-        raise _fail("entry codec or codec_version has a bad type", source, name)
-    if not (dist is None or isinstance(dist, str)) or not (
-        device is None or isinstance(device, str)
+    if type(raw) is not list or len(raw) < _NE:
+        raise _fail("entry record is not a list of the entry fields", source, name)
+    obj, path, codec, version, dist, device, meta, blobs_raw = raw[:_NE]
+    if (
+        type(obj) is not int
+        or obj < 0
+        or type(path) is not str
+        or type(codec) is not str
+        or type(version) is not int
+        or version < 1
+        or not (dist is None or type(dist) is str)
+        or not (device is None or type(device) is str)
+        or type(meta) is not dict
+        or type(blobs_raw) is not list
+        or not blobs_raw
     ):
-        raise _fail("entry dist or device has a bad type", source, name)
-    if not isinstance(meta, dict) or not isinstance(blobs_raw, list):
-        raise _fail("entry meta or blobs has a bad type", source, name)
-    blobs = tuple(parse_blob(b, source, name) for b in blobs_raw)
-    if not blobs:
-        raise _fail("entry has no blobs", source, name)
+        raise _fail("entry has a field of the wrong type, or no blobs", source, name)
+    blobs = tuple(parse_blob(b, source, name, i == 0) for i, b in enumerate(blobs_raw))
     return EntryInfo(index, name, obj, path, codec, version, dist, device, meta, blobs)
 
 
@@ -310,6 +316,10 @@ def parse_manifest(data: bytes, source: str | None) -> Manifest:
             f"({FORMAT_VERSION}); upgrade codecs_ser (pip install -U codecs-ser)",
             path=source,
         )
+    for key, known in (("entry_fields", ENTRY_FIELDS), ("blob_fields", BLOB_FIELDS)):
+        declared = raw.get(key)
+        if not isinstance(declared, list) or tuple(declared[: len(known)]) != known:
+            raise _fail(f"{key} must start with {list(known)}", source)
     names, entries, objects = raw.get("names"), raw.get("entries"), raw.get("objects")
     if not isinstance(names, list) or not isinstance(entries, list) or len(names) != len(entries):
         raise _fail("names and entries must be lists of the same length", source)
@@ -338,8 +348,12 @@ def parse_manifest(data: bytes, source: str | None) -> Manifest:
     )
 
 
-def pack_entry(entry: dict[str, Any]) -> bytes:
-    return msgpack.packb(entry, use_bin_type=True)
+_entry_packer = msgpack.Packer(use_bin_type=True)
+
+
+def pack_entry(record: list[Any]) -> bytes:
+    """One manifest entry record (ENTRY_FIELDS, blobs as BLOB_FIELDS lists) as msgpack."""
+    return _entry_packer.pack(record)
 
 
 def pack_manifest(
@@ -363,6 +377,8 @@ def pack_manifest(
             "checksum": checksum,
             "dists": dists,
             "objects": objects,
+            "entry_fields": list(ENTRY_FIELDS),
+            "blob_fields": list(BLOB_FIELDS),
             "names": names,
             "entries": entries,
         },

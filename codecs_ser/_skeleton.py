@@ -76,6 +76,9 @@ DEFAULT_ALLOWED: frozenset[str] = frozenset(
 # -- msgpack skeleton -------------------------------------------------------
 
 
+_int_packer = msgpack.Packer()
+
+
 def pack_msgpack(obj: Any, leaf_ref: Callable[[Any], int | None]) -> bytes:
     """Pack a pure-data tree; ``leaf_ref`` gives the entry index of a leaf."""
 
@@ -92,7 +95,7 @@ def pack_msgpack(obj: Any, leaf_ref: Callable[[Any], int | None]) -> bytes:
         index = leaf_ref(o)
         if index is None:
             raise TypeError(f"not pure data: {t!r}")
-        return msgpack.ExtType(EXT_LEAF, msgpack.packb(index))
+        return msgpack.ExtType(EXT_LEAF, _int_packer.pack(index))
 
     def packb(o: Any) -> bytes:
         return msgpack.packb(o, default=default, strict_types=True, use_bin_type=True)
@@ -117,7 +120,9 @@ def unpack_msgpack(data: bytes, resolve_leaf: Callable[[int], Any]) -> Any:
                 raise FormatError("skeleton tuple is not an array")
             return tuple(value)
         if code == EXT_LEAF:
-            index = msgpack.unpackb(payload)
+            index = (
+                payload[0] if len(payload) == 1 and payload[0] < 0x80 else msgpack.unpackb(payload)
+            )
             if type(index) is not int:
                 raise FormatError("skeleton leaf reference is not an integer")
             return resolve_leaf(index)

@@ -29,6 +29,8 @@ _MAX_NAME = 1000
 
 def escape_component(key: Any) -> str:
     """A member-name component for a key: no '/', no control characters, no leading '.'."""
+    if type(key) is str and key.isidentifier() and len(key) <= _MAX_COMPONENT // 4:
+        return key  # nothing to escape: the common case of attribute-like names
     text = key if type(key) is str else repr(key)
     if not text:
         return "%"

@@ -189,6 +189,17 @@ class DirReader:
     def open_member(self, ref: MemberRef) -> BinaryIO:
         return self._open(ref)
 
+    def readinto_member(self, ref: MemberRef, buffer: Any) -> None:
+        """Read a whole member into ``buffer`` (of ``ref.size`` bytes) in one call."""
+        with self._open(ref) as f:
+            view = memoryview(buffer).cast("B")
+            pos = 0
+            while pos < view.nbytes:
+                n = f.readinto(view[pos:])  # type: ignore[attr-defined]
+                if not n:
+                    raise FormatError("member is truncated", path=self._root, member=ref.name)
+                pos += n
+
     def map_member(self, ref: MemberRef) -> memoryview | None:
         with self._open(ref) as f:
             if ref.size == 0:

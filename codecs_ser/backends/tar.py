@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 
 import xxhash
 
-from .._files import AtomicFile, SeqWriter, Source, copy_prefix
+from .._files import COALESCE, AtomicFile, SeqWriter, Source, copy_prefix
 from ..backend import MemberRef
 from ..errors import FormatError
 
@@ -36,6 +36,22 @@ def _octal(value: int, width: int) -> bytes:
     return b"%0*o\x00" % (width - 1, value)
 
 
+def _template(mtime: int) -> tuple[bytes, int]:
+    """A ustar header with empty name, prefix and size, and the byte sum of it."""
+    header = bytearray(BLOCK)
+    header[100:108] = b"0000644\x00"
+    header[108:116] = b"0000000\x00"
+    header[116:124] = b"0000000\x00"
+    header[136:148] = _octal(mtime, 12)
+    header[148:156] = b"        "
+    header[156] = 0x30  # regular file
+    header[257:265] = b"ustar\x0000"
+    return bytes(header), sum(header)
+
+
+_templates: dict[int, tuple[bytes, int]] = {}
+
+
 def _ustar_header(name: bytes, size: int, mtime: int) -> bytes | None:
     """A plain ustar header, or None when the name or size needs pax."""
     prefix = b""
@@ -44,20 +60,19 @@ def _ustar_header(name: bytes, size: int, mtime: int) -> bytes | None:
         if cut <= 0 or len(name) - cut - 1 > 100:
             return None
         prefix, name = name[:cut], name[cut + 1 :]
-    if size >= 8**11 or mtime >= 8**11:
+    if size >= 8**11 or not 0 <= mtime < 8**11:
         return None
-    header = bytearray(BLOCK)
+    found = _templates.get(mtime)
+    if found is None:
+        found = _templates[mtime] = _template(mtime)
+    template, base_sum = found
+    size_field = _octal(size, 12)
+    header = bytearray(template)
     header[0 : len(name)] = name
-    header[100:108] = b"0000644\x00"
-    header[108:116] = b"0000000\x00"
-    header[116:124] = b"0000000\x00"
-    header[124:136] = _octal(size, 12)
-    header[136:148] = _octal(mtime, 12)
-    header[148:156] = b"        "
-    header[156] = 0x30  # regular file
-    header[257:265] = b"ustar\x0000"
+    header[124:136] = size_field
     header[345 : 345 + len(prefix)] = prefix
-    header[148:156] = b"%06o\x00 " % sum(header)
+    # The checksum is the byte sum with its own field as spaces: sum only what changed.
+    header[148:156] = b"%06o\x00 " % (base_sum + sum(name) + sum(prefix) + sum(size_field))
     return bytes(header)
 
 
@@ -74,6 +89,9 @@ def member_header(name: str, size: int, mtime: int) -> bytes:
     return info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="strict")
 
 
+_ZEROS = bytes(BLOCK)
+
+
 def _pad(size: int) -> int:
     return -size % BLOCK
 
@@ -88,10 +106,14 @@ class TarWriter:
         self._done = False
 
     def write_member(self, name: str, size: int, chunks: Iterable[memoryview]) -> int:
-        self._out.write(member_header(name, size, self._mtime))
-        offset = self._out.pos
+        header = member_header(name, size, self._mtime)
+        offset = self._out.pos + len(header)
+        if size < COALESCE and type(chunks) is tuple:
+            self._out.write_parts((header, *chunks, _ZEROS[: _pad(size)]), size)
+            return offset
+        self._out.write(header)
         self._out.write_chunks(chunks, size)
-        self._out.write(bytes(_pad(size)))
+        self._out.write(_ZEROS[: _pad(size)])
         return offset
 
     def commit(self, manifest: bytes) -> None:
@@ -222,6 +244,10 @@ class TarReader:
 
     def open_member(self, ref: MemberRef) -> BinaryIO:
         return self._src.range(self._locate(ref), ref.size)  # type: ignore[return-value]
+
+    def readinto_member(self, ref: MemberRef, buffer: Any) -> None:
+        """Read a whole member into ``buffer`` (of ``ref.size`` bytes) in one call."""
+        self._src.readinto_at(self._locate(ref), buffer)
 
     def map_member(self, ref: MemberRef) -> memoryview | None:
         return self._src.map(self._locate(ref), ref.size)

@@ -291,6 +291,10 @@ class ZipReader:
     def open_member(self, ref: MemberRef) -> BinaryIO:
         return self._src.range(self._locate(ref), ref.size)  # type: ignore[return-value]
 
+    def readinto_member(self, ref: MemberRef, buffer: Any) -> None:
+        """Read a whole member into ``buffer`` (of ``ref.size`` bytes) in one call."""
+        self._src.readinto_at(self._locate(ref), buffer)
+
     def map_member(self, ref: MemberRef) -> memoryview | None:
         return self._src.map(self._locate(ref), ref.size)
 

@@ -7,6 +7,7 @@ Object dtypes are not blobs: they stay in the skeleton.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -15,8 +16,9 @@ from .._npy import descr_of
 from ..codec import CodecBase, DecodeContext, Encoded
 
 
+@lru_cache(maxsize=1024)
 def storable(dtype: np.dtype) -> bool:
-    """Whether .npy can hold this dtype without pickle."""
+    """Whether .npy can hold this dtype without pickle (cached: asked once per leaf)."""
     if dtype.hasobject:
         return False
     try:

@@ -57,7 +57,9 @@ def assert_same(a: Any, b: Any) -> None:
         np.testing.assert_array_equal(np.ma.getmaskarray(a), np.ma.getmaskarray(b))
         assert_same(np.asarray(a.data), np.asarray(b.data))
     elif isinstance(a, np.ndarray):
-        assert a.dtype == b.dtype and a.shape == b.shape, f"{a.dtype}{a.shape} != {b.dtype}{b.shape}"
+        assert a.dtype == b.dtype and a.shape == b.shape, (
+            f"{a.dtype}{a.shape} != {b.dtype}{b.shape}"
+        )
         assert a.tobytes() == b.tobytes(), "array bytes differ"
     elif isinstance(a, np.generic):
         assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), f"{a!r} != {b!r}"
@@ -173,7 +175,10 @@ class CodecConformance:
         for backend in self.backends:
             for obj in self.sample_objects():
                 check_roundtrip(
-                    {"leaf": obj}, backend=backend, folder=tmp_path, registry=self.registry(),
+                    {"leaf": obj},
+                    backend=backend,
+                    folder=tmp_path,
+                    registry=self.registry(),
                     equal=lambda a, b: self.assert_equal(a["leaf"], b["leaf"]),
                 )
 
@@ -197,7 +202,11 @@ class CodecConformance:
     def test_mmap_roundtrip(self, tmp_path: Path) -> None:
         for obj in self.sample_objects():
             check_roundtrip(
-                [obj], backend="tar", folder=tmp_path, registry=self.registry(), mmap=True,
+                [obj],
+                backend="tar",
+                folder=tmp_path,
+                registry=self.registry(),
+                mmap=True,
                 equal=lambda a, b: self.assert_equal(a[0], b[0]),
             )
 
@@ -265,7 +274,9 @@ class BackendConformance:
 
         try:
             codecs_ser.dump(
-                {"a": np.ones(10), "bad": Boom()}, target, backend=self.backend_id,
+                {"a": np.ones(10), "bad": Boom()},
+                target,
+                backend=self.backend_id,
                 registry=self.registry(),
             )
         except RuntimeError:
