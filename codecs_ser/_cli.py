@@ -43,7 +43,7 @@ def _inspect(path: str) -> int:
             rows.append((name, entry.codec, str(entry.dtype), shape, _size(entry.nbytes)))
         widths = [max(len(r[i]) for r in rows) for i in range(5)]
         for r in rows:
-            print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
+            print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)).rstrip())
         print(f"{len(rows) - 1} entries, {_size(total)} of array data")
     return 0
 
