@@ -99,14 +99,15 @@ def dumps(obj: Any, **kwargs: Any) -> bytes:
 
 
 def _open_backend(source: Any, registry: Registry) -> tuple[ContainerReader, str]:
+    name: str | None
     if isinstance(source, (bytes, bytearray, memoryview)):
         head = bytes(memoryview(source)[:_HEAD])
         name = None
     elif _is_path(source):
         path = os.fspath(source)
         if os.path.isdir(path):
-            for backend_id in registry.directory_backends():
-                return registry.get_backend(backend_id).open(path), backend_id
+            for folder_backend in registry.directory_backends():
+                return registry.get_backend(folder_backend).open(path), folder_backend
             raise FormatError("no installed backend reads folders", path=path)
         with builtins.open(path, "rb") as f:
             head = f.read(_HEAD)
@@ -119,7 +120,8 @@ def _open_backend(source: Any, registry: Registry) -> tuple[ContainerReader, str
         start = source.tell()
         head = source.read(_HEAD)
         source.seek(start)
-        name = getattr(source, "name", None)
+        found = getattr(source, "name", None)
+        name = found if isinstance(found, str) else None
     else:
         raise UsageError(
             f"source must be a path, a readable binary file or bytes, not {type(source).__name__}"
@@ -144,7 +146,7 @@ class Container:
         self._registry = registry or default_registry
         self._reader, self.backend = _open_backend(source, self._registry)
         try:
-            name = os.fspath(source) if _is_path(source) else None
+            name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
             self._manifest: Manifest = parse_manifest(self._reader.read_manifest(), name)
         except BaseException:
             self._reader.close()

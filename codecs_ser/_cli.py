@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from . import _api
 from .errors import CodecsSerError
@@ -62,7 +63,11 @@ def _verify(path: str) -> int:
 def _plugins() -> int:
     from .registry import default_registry
 
-    for kind, specs in (("codec", default_registry.codecs), ("backend", default_registry.backends)):
+    tables: tuple[tuple[str, Mapping[str, Any]], ...] = (
+        ("codec", default_registry.codecs),
+        ("backend", default_registry.backends),
+    )
+    for kind, specs in tables:
         for key, spec in sorted(specs.items()):
             print(f"{kind:8s} {key:24s} {spec.impl}  ({spec.dist or 'registered in code'})")
     return 0

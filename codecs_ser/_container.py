@@ -55,7 +55,7 @@ def _byte_view(arr: np.ndarray) -> memoryview:
     """The raw bytes of a C-contiguous array, without a copy."""
     if arr.nbytes == 0:
         return memoryview(b"")
-    return memoryview(arr.reshape(-1).view(np.uint8))
+    return arr.reshape(-1).view(np.uint8).data
 
 
 def _array_chunks(arr: np.ndarray) -> tuple[bool, Iterable[memoryview]]:

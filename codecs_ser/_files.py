@@ -164,7 +164,7 @@ class Source:
         self._bytes: memoryview | None = None
         if isinstance(source, (bytes, bytearray, memoryview)):
             self._bytes = memoryview(source).cast("B")
-            self.file: BinaryIO = io.BytesIO(self._bytes)  # type: ignore[arg-type]
+            self.file: BinaryIO = io.BytesIO(self._bytes)
             self.base = 0
             self.size = self._bytes.nbytes
         elif isinstance(source, (str, os.PathLike)):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 import struct
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.lib import format as npformat
@@ -85,7 +85,7 @@ def dtype_from_descr(descr: Any) -> np.dtype:
 @lru_cache(maxsize=512)
 def _simple_dtype(descr: str) -> np.dtype:
     try:
-        dtype = npformat.descr_to_dtype(descr)
+        dtype = npformat.descr_to_dtype(cast(Any, descr))
     except Exception as e:
         raise FormatError(f"bad dtype description {descr!r}: {e}") from None
     if dtype.hasobject:
@@ -105,7 +105,7 @@ def _header_text(descr: Any, fortran_order: bool, shape: tuple[int, ...]) -> str
 def _wrap(text: str) -> bytes:
     try:
         body = text.encode("latin1")
-        versions = ((1, 0, "<H"), (2, 0, "<I"))
+        versions: tuple[tuple[int, int, str], ...] = ((1, 0, "<H"), (2, 0, "<I"))
     except UnicodeEncodeError:
         body = text.encode("utf8")
         versions = ((3, 0, "<I"),)

@@ -177,7 +177,7 @@ def pickle_skeleton(obj: Any, leaf_ref: Callable[[Any], int | None]) -> bytes:
 
     plain = SCALAR_TYPES | {list, dict, tuple, set, frozenset}
 
-    class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
+    class _Pickler(cloudpickle.Pickler):
         def persistent_id(self, o: Any) -> Any:
             if type(o) in plain:
                 return None

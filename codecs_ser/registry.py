@@ -226,8 +226,8 @@ class Registry:
         dist = getattr(getattr(ep, "dist", None), "name", None)
         key = ep.name if kind is CodecSpec else "backend:" + ep.name
         try:
-            spec = import_object(ep.value, entry_point=ep.name, dist=dist)
-            if not isinstance(spec, kind):
+            spec: Any = import_object(ep.value, entry_point=ep.name, dist=dist)
+            if not isinstance(spec, (CodecSpec, BackendSpec)) or not isinstance(spec, kind):
                 raise PluginValidationError(
                     f"entry point {ep.name!r} = {ep.value!r} from {dist} must name a "
                     f"{kind.__name__}, not {type(spec).__name__}"

@@ -80,7 +80,7 @@ class DirWriter:
             self._dirs.add(folder)
         with open(path, "wb", buffering=0) as f:
             self._written.append(path)
-            out = SeqWriter(f)  # type: ignore[arg-type]
+            out = SeqWriter(f)
             out.write_chunks(chunks, size)
             out.flush()
             if self._durable:

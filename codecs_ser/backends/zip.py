@@ -235,7 +235,7 @@ class ZipReader:
         src = self._src
         src.file.seek(src.base)
         try:
-            with zipfile.ZipFile(src.file) as zf:  # type: ignore[arg-type]
+            with zipfile.ZipFile(src.file) as zf:
                 return zf.infolist()
         except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
             raise FormatError(f"not a readable zip container: {e}", path=src.name) from None

@@ -8,7 +8,7 @@ Object dtypes are not blobs: they stay in the skeleton.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -85,7 +85,7 @@ class MaskedArrayCodec(CodecBase):
         return np.ma.MaskedArray(
             arrays["data"],
             mask=mask,
-            fill_value=None if fill is None else fill[()],
+            fill_value=None if fill is None else cast(Any, fill[()]),
             hard_mask=bool(encoded.meta.get("hard_mask", False)),
             copy=False,
         )
