@@ -15,6 +15,8 @@ from .errors import FormatError
 
 #: Small members are gathered into one write of about this size.
 COALESCE = 1 << 20
+#: Reads up to this size are copied out of a mapping of the file instead.
+MAPPED_READ = 1 << 16
 
 
 def fsync_dir(path: str) -> None:
@@ -162,6 +164,8 @@ class Source:
         self._mmap: mmap.mmap | None = None
         self._owned = False
         self._bytes: memoryview | None = None
+        self._whole: memoryview | None = None
+        self._no_map = False
         if isinstance(source, (bytes, bytearray, memoryview)):
             self._bytes = memoryview(source).cast("B")
             self.file: BinaryIO = io.BytesIO(self._bytes)
@@ -207,6 +211,11 @@ class Source:
             view = view.cast("B")
         if offset < 0 or offset + view.nbytes > self.size:
             raise FormatError("member lies outside the container (truncated file?)", path=self.name)
+        if view.nbytes <= MAPPED_READ and self._mapped() is not None:
+            # Many small members: a copy out of the page cache beats a seek and a read each.
+            start = self.base + offset
+            view[:] = self._whole[start : start + view.nbytes]  # type: ignore[index]
+            return
         f = self.file
         f.seek(self.base + offset)
         pos = 0
@@ -215,6 +224,21 @@ class Source:
             if not n:
                 raise FormatError("container is truncated", path=self.name)
             pos += n
+
+    def _mapped(self) -> memoryview | None:
+        """The whole source as one read-only view (bytes, or an mmap of the file), if it can be."""
+        if self._whole is None and not self._no_map:
+            if self._bytes is not None:
+                self._whole = self._bytes
+            else:
+                try:
+                    fileno = self.file.fileno()
+                    if self.size + self.base > 0:
+                        self._mmap = mmap.mmap(fileno, 0, access=mmap.ACCESS_READ)
+                        self._whole = memoryview(self._mmap)
+                except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
+                    self._no_map = True
+        return self._whole
 
     def range(self, offset: int, size: int) -> RangeReader:
         if offset < 0 or size < 0 or offset + size > self.size:
@@ -225,22 +249,18 @@ class Source:
         """A read-only zero-copy view of a byte range (None where the source cannot map)."""
         if offset < 0 or size < 0 or offset + size > self.size:
             raise FormatError("member lies outside the container (truncated file?)", path=self.name)
-        if self._bytes is not None:
-            return self._bytes[offset : offset + size].toreadonly()
-        if self._mmap is None:
-            try:
-                fileno = self.file.fileno()
-            except (OSError, AttributeError, io.UnsupportedOperation):
-                return None
-            if self.size + self.base == 0:
-                return memoryview(b"")
-            self._mmap = mmap.mmap(fileno, 0, access=mmap.ACCESS_READ)
+        if size == 0:
+            return memoryview(b"")
+        whole = self._mapped()
+        if whole is None:
+            return None
         start = self.base + offset
-        return memoryview(self._mmap)[start : start + size]
+        return whole[start : start + size].toreadonly()
 
     def close(self) -> None:
         # An mmap with arrays still viewing it stays alive until they are gone.
         self._mmap = None
+        self._whole = None
         if self._owned:
             self.file.close()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeGuard
+from typing import Any, NamedTuple, TypeGuard
 
 import msgpack
 import numpy as np
@@ -26,8 +26,7 @@ MAX_ENTRIES = 10_000_000
 MAX_NDIM = 64
 
 
-@dataclass(frozen=True, slots=True)
-class BlobInfo:
+class BlobInfo(NamedTuple):
     """One .npy blob of an entry, as the manifest describes it."""
 
     role: str
@@ -38,7 +37,7 @@ class BlobInfo:
     shape: tuple[int, ...]
     fortran_order: bool
     checksum: str
-    descr: Any = field(repr=False, compare=False, default=None)
+    descr: Any = None
     name: str = ""
 
     @property
@@ -50,11 +49,13 @@ class BlobInfo:
         return n
 
 
-@dataclass(frozen=True, slots=True)
-class EntryInfo:
-    """One stored leaf: its codec, where it came from, and its blobs."""
+class EntryInfo(NamedTuple):
+    """One stored leaf: its codec, where it came from, and its blobs.
 
-    index: int
+    ``number`` is the entry's position in the manifest (what skeletons refer to).
+    """
+
+    number: int
     name: str
     object: int
     path: str
