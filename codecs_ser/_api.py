@@ -106,9 +106,7 @@ def _open_backend(source: Any, registry: Registry) -> tuple[ContainerReader, str
     elif _is_path(source):
         path = os.fspath(source)
         if os.path.isdir(path):
-            for folder_backend in registry.directory_backends():
-                return registry.get_backend(folder_backend).open(path), folder_backend
-            raise FormatError("no installed backend reads folders", path=path)
+            return _try_backends(registry.directory_backends(), path, registry, path)
         with builtins.open(path, "rb") as f:
             head = f.read(_HEAD)
         name = path
@@ -126,14 +124,32 @@ def _open_backend(source: Any, registry: Registry) -> tuple[ContainerReader, str
         raise UsageError(
             f"source must be a path, a readable binary file or bytes, not {type(source).__name__}"
         )
-    backend_id = registry.backend_for_head(head)
-    if backend_id is None:
+    candidates = registry.backends_for_head(head)
+    if not candidates:
         raise FormatError(
             "not a codecs_ser container: neither a tar nor a zip file, nor a format of an "
             "installed backend",
-            path=name if isinstance(name, str) else None,
+            path=name,
         )
-    return registry.get_backend(backend_id).open(source), backend_id
+    return _try_backends(candidates, source, registry, name)
+
+
+def _try_backends(
+    candidates: list[str], source: Any, registry: Registry, name: str | None
+) -> tuple[ContainerReader, str]:
+    """Open with the first candidate backend that recognises the container."""
+    error: FormatError | None = None
+    start = source.tell() if hasattr(source, "tell") else None
+    for backend_id in candidates:
+        if start is not None:
+            source.seek(start)  # a backend that gave up may have moved the file position
+        try:
+            return registry.get_backend(backend_id).open(source), backend_id
+        except FormatError as e:
+            error = error or e
+    if error is None:
+        raise FormatError("no installed backend reads this kind of container", path=name)
+    raise error
 
 
 class Container:

@@ -176,6 +176,11 @@ class DuplicateRegistrationError(CodecsSerError, ValueError):
         self.name = name
 
     def __str__(self) -> str:
+        if self.kind == "type":
+            return (
+                f"type {self.name!r} is already handled by another codec; "
+                "pass replace=True to take it over"
+            )
         return (
             f"{self.kind} {self.name!r} is already registered with a different spec; "
             "pass replace=True to override it"

@@ -149,6 +149,11 @@ class Registry:
             if old == spec and instance is None:
                 return old
             raise DuplicateRegistrationError("codec", spec.codec_id)
+        if not replace:
+            for name in spec.handles:
+                owner = self._by_type.get(name)
+                if owner is not None and owner.codec_id != spec.codec_id:
+                    raise DuplicateRegistrationError("type", name)
         if old is not None:
             for name in old.handles:
                 if self._by_type.get(name) is old:
@@ -249,7 +254,9 @@ class Registry:
             # A broken plugin fails only when what it provides is needed.
             if isinstance(e, DuplicateRegistrationError):
                 e = PluginValidationError(
-                    f"entry point {ep.name!r} from {dist} clashes with an already registered id"
+                    f"entry point {ep.name!r} from {dist} clashes with an already registered "
+                    f"{e.kind} {e.name!r}; uninstall one of the two, or block one with "
+                    f"codecs_ser.default_registry.block({ep.name!r})"
                 )
             self._broken[key] = e
 
@@ -292,11 +299,11 @@ class Registry:
         except KeyError:
             pass
         self._ensure_scanned()
+        broken = self._broken.get(codec_id)
+        if broken is not None:
+            raise broken
         spec = self._codec_specs.get(codec_id)
         if spec is None:
-            broken = self._broken.get(codec_id)
-            if broken is not None:
-                raise broken
             raise UnknownCodecError(
                 codec_id,
                 dist=dist or KNOWN_CODECS.get(codec_id),
@@ -347,14 +354,20 @@ class Registry:
                     best = (len(suffix), spec.backend_id)
         return best[1] if best else None
 
-    def backend_for_head(self, head: bytes) -> str | None:
-        """The backend whose magic signature matches the first bytes of a file."""
+    def backends_for_head(self, head: bytes) -> list[str]:
+        """Backends whose magic signature matches the first bytes of a file, the ones with
+        the earliest signature first (a zip's data may hold tar's signature at 257)."""
         self._ensure_scanned()
+        found: list[tuple[int, str]] = []
         for spec in self._backend_specs.values():
-            for offset, magic in spec.magic:
-                if head[offset : offset + len(magic)] == magic:
-                    return spec.backend_id
-        return None
+            offsets = [
+                offset
+                for offset, magic in spec.magic
+                if head[offset : offset + len(magic)] == magic
+            ]
+            if offsets:
+                found.append((min(offsets), spec.backend_id))
+        return [backend_id for _, backend_id in sorted(found)]
 
     def directory_backends(self) -> list[str]:
         self._ensure_scanned()
