@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 
 from . import _checksum
-from ._container import Reader, Writer
+from ._container import Reader, Writer, check_metadata
 from ._manifest import EntryInfo, EntryMap, Manifest, parse_manifest
-from ._skeleton import scan_globals
+from ._skeleton import normalize_trusted, scan_globals
 from .backend import ContainerReader, Source, Target
 from .errors import CodecsSerError, FormatError, UsageError
 from .registry import Registry, default_registry
@@ -80,6 +80,7 @@ def dump(
         _checksum.check_algorithm(checksum)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    check_metadata(metadata)
     backend_id = _pick_backend(target, backend, registry)
     writer = registry.get_backend(backend_id).create(target, durable=durable)
     try:
@@ -235,6 +236,7 @@ class Container:
         map_location: Any = None,
     ) -> Any:
         """The named object (the first one by default); see :func:`codecs_ser.load`."""
+        normalize_trusted(trusted)  # a bad argument fails the same for every skeleton
         index = self._object_index(name)
         reader = self._reader_for(mmap=mmap, verify=verify, map_location=map_location)
         return reader.load_object(index, trusted=trusted)
@@ -390,6 +392,7 @@ def add(
         raise UsageError("add() needs a path to an existing container")
     if not isinstance(name, str) or not name:
         raise UsageError("add() needs a non-empty name for the new object")
+    check_metadata(metadata)
     reader, backend_id = _open_backend(path, registry)
     try:
         manifest = parse_manifest(reader.read_manifest(), os.fspath(path))

@@ -123,12 +123,19 @@ def _check_metadata(metadata: Any) -> dict[str, Any]:
     if not isinstance(metadata, dict):
         raise UsageError("metadata must be a dict of msgpack-safe values")
     try:
-        msgpack.packb(metadata, use_bin_type=True, strict_types=False)
+        # The reader's rules, applied now: a file must never be written that cannot be read.
+        msgpack.unpackb(msgpack.packb(metadata, use_bin_type=True), raw=False, strict_map_key=True)
     except Exception as e:
         raise UsageError(
-            f"metadata must hold only str, bytes, int, float, bool, None, lists and dicts: {e}"
+            "metadata must be a dict with str keys holding only str, bytes, int, float, bool, "
+            f"None, lists and such dicts: {e}"
         ) from None
     return metadata
+
+
+def check_metadata(metadata: Any) -> dict[str, Any]:
+    """Validate user metadata before a dump starts writing."""
+    return _check_metadata(metadata)
 
 
 class Writer:
@@ -201,7 +208,7 @@ class Writer:
             skeleton = pack_msgpack(obj, collector.ref)
             fmt, globals_ = "msgpack", []
         else:
-            skeleton = pickle_skeleton(obj, collector.ref)
+            skeleton = pickle_skeleton(obj, collector.ref, collector.plain_view)
             fmt, globals_ = "pickle", scan_globals(skeleton)
         self._write_leaves(collector, index)
         member = f"{META_DIR}/objects/{index}.{fmt}"
@@ -241,11 +248,11 @@ class Writer:
                         },
                     }
             except CodecsSerError as e:
-                e.add_note(f"while encoding {leaf.path!r} ({_type_name(leaf.obj)})")
+                e.add_note(f"while encoding {leaf.path or 'root'!r} ({_type_name(leaf.obj)})")
                 raise
             except Exception as e:
                 e.add_note(
-                    f"while encoding {leaf.path!r} ({_type_name(leaf.obj)}) with codec "
+                    f"while encoding {leaf.path or 'root'!r} ({_type_name(leaf.obj)}) with codec "
                     f"{leaf.spec.codec_id!r}"
                 )
                 raise
@@ -286,6 +293,15 @@ class Writer:
             raise TypeError(
                 f"codec {spec.codec_id!r} returned {encoded!r}, not an Encoded with arrays"
             )
+        meta = dict(encoded.meta)
+        if meta:
+            try:
+                msgpack.unpackb(msgpack.packb(meta, use_bin_type=True), raw=False)
+            except Exception as e:
+                raise TypeError(
+                    f"codec {spec.codec_id!r} returned metadata that is not msgpack-safe with "
+                    f"str keys: {e}"
+                ) from None
         blobs = []
         for i, (role, arr) in enumerate(encoded.arrays.items()):
             if not isinstance(arr, np.ndarray):
@@ -302,7 +318,7 @@ class Writer:
             int(codec.codec_version),
             spec.dist,
             encoded.device,
-            dict(encoded.meta),
+            meta,
             blobs,
         ]
 
@@ -630,7 +646,7 @@ class Reader:
         if entry.codec == NDARRAY_CODEC and isinstance(entry.meta.get("view"), dict):
             return self._decode_view(entry)
         codec = self._registry.get_codec(entry.codec, entry=entry.name, dist=entry.dist)
-        if type(codec) is NdarrayCodec and entry.codec_version == 1 and len(entry.blobs) == 1:
+        if type(codec) is NdarrayCodec and not entry.meta and len(entry.blobs) == 1:
             return self.read_array(entry.blobs[0], entry=entry.name)  # what its decode returns
         if entry.codec_version > codec.codec_version:
             raise FormatError(

@@ -11,7 +11,7 @@ import secrets
 from collections.abc import Iterable
 from typing import Any, BinaryIO
 
-from .errors import FormatError
+from .errors import FormatError, TargetExistsError
 
 #: Small members are gathered into one write of about this size.
 COALESCE = 1 << 20
@@ -46,7 +46,9 @@ class AtomicFile:
         self.path = os.path.abspath(path)
         self.durable = durable
         if os.path.isdir(self.path):
-            raise IsADirectoryError(f"{self.path!r} is a folder; choose a file name")
+            raise TargetExistsError(
+                f"{self.path!r} is a folder; choose a file name, or backend='dir' to write a folder"
+            )
         self.tmp = temp_name(self.path, "tmp")
         fd = os.open(
             self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666

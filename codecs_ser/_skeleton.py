@@ -15,8 +15,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgpack
+import numpy as np
 
-from .errors import FormatError, UntrustedError
+from .errors import FormatError, UntrustedError, UsageError
 
 # msgpack extension codes of the skeleton (docs/format.md).
 EXT_TUPLE = 1
@@ -46,6 +47,7 @@ DEFAULT_ALLOWED: frozenset[str] = frozenset(
         "builtins.slice",
         "builtins.str",
         "builtins.tuple",
+        "codecs_ser._skeleton._as_subclass",
         "collections.Counter",
         "collections.OrderedDict",
         "collections.defaultdict",
@@ -171,8 +173,28 @@ def fits_msgpack_int(value: int) -> bool:
 # -- pickled skeleton -------------------------------------------------------
 
 
-def pickle_skeleton(obj: Any, leaf_ref: Callable[[Any], int | None]) -> bytes:
-    """Pickle with cloudpickle; leaves become persistent ids (their entry index)."""
+def _as_subclass(data: np.ndarray, cls: type, attrs: dict[str, Any] | None = None) -> np.ndarray:
+    """Rebuild an ndarray subclass instance around its data (which was stored as a blob)."""
+    if not (isinstance(cls, type) and issubclass(cls, np.ndarray)) or not (
+        attrs is None or isinstance(attrs, dict)
+    ):
+        raise FormatError(f"{cls!r} is not an ndarray subclass")
+    out = data.view(cls)
+    if attrs:
+        out.__dict__.update(attrs)
+    return out
+
+
+def pickle_skeleton(
+    obj: Any,
+    leaf_ref: Callable[[Any], int | None],
+    plain_view: Callable[[np.ndarray], np.ndarray] = lambda a: a.view(np.ndarray),
+) -> bytes:
+    """Pickle with cloudpickle; leaves become persistent ids (their entry index).
+
+    An ndarray subclass no codec owns is pickled as its class plus a plain view of
+    its data, and that view is a leaf: its bytes are a blob, never pickle data.
+    """
     import cloudpickle
 
     plain = SCALAR_TYPES | {list, dict, tuple, set, frozenset}
@@ -182,6 +204,12 @@ def pickle_skeleton(obj: Any, leaf_ref: Callable[[Any], int | None]) -> bytes:
             if type(o) in plain:
                 return None
             return leaf_ref(o)
+
+        def reducer_override(self, o: Any) -> Any:
+            if isinstance(o, np.ndarray) and type(o) is not np.ndarray and not o.dtype.hasobject:
+                attrs = getattr(o, "__dict__", None) or None
+                return (_as_subclass, (plain_view(o), type(o), attrs))
+            return super().reducer_override(o)
 
     buf = io.BytesIO()
     _Pickler(buf, protocol=5).dump(obj)
@@ -274,10 +302,12 @@ def normalize_trusted(trusted: Any) -> tuple[bool, tuple[str, ...]]:
         return False, ()
     if isinstance(trusted, str):
         trusted = [trusted]
+    if not isinstance(trusted, (list, tuple, set, frozenset)):
+        raise UsageError("trusted must be True, False, or a list of 'module.Name' strings")
     names = []
     for item in trusted:
         if not isinstance(item, str) or not item:
-            raise TypeError("trusted must be True, False, or a list of 'module.Name' strings")
+            raise UsageError("trusted must be True, False, or a list of 'module.Name' strings")
         names.append(item.replace(":", "."))
     return False, tuple(names)
 
@@ -306,7 +336,14 @@ class _RestrictedUnpickler(pickle.Unpickler):
         full = f"{module}.{name}"
         if not self._trusted_all and not _allowed(full, self._trusted):
             raise UntrustedError([full], path=self._source)
-        return super().find_class(module, name)
+        try:
+            return super().find_class(module, name)
+        except (ImportError, AttributeError) as e:
+            raise FormatError(
+                f"the object needs {full}, which cannot be imported here ({e}); install the "
+                "package that provides it, or read the arrays with codecs_ser.load_arrays()",
+                path=self._source,
+            ) from None
 
     def persistent_load(self, pid: Any) -> Any:
         if type(pid) is not int:
@@ -335,9 +372,10 @@ def unpickle_skeleton(
     except Exception as e:
         if _is_user_error(e):
             raise
-        if trusted_all or (isinstance(e, (ImportError, AttributeError)) and trusted_all):
-            raise
-        raise FormatError(f"pickled skeleton is malformed: {type(e).__name__}: {e}") from None
+        # Keep the cause: with trusted globals it may come from the user's own classes.
+        raise FormatError(
+            f"the pickled object could not be rebuilt: {type(e).__name__}: {e}", path=source
+        ) from e
 
 
 def recursion_headroom() -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import numpy as np
 import xxhash
 
 from ._known import dist_for_type
@@ -77,6 +78,7 @@ class LeafCollector:
         self._declined: dict[int, bool] = {}
         self._known_missing: dict[type, str | None] = {}
         self._max_depth = recursion_headroom()
+        self._plain_views: dict[int, np.ndarray] = {}
 
     # -- naming ------------------------------------------------------------
 
@@ -162,6 +164,8 @@ class LeafCollector:
     def _visit(self, obj: Any, path: str, depth: int) -> bool:
         tp = type(obj)
         if tp in SCALAR_TYPES:
+            if tp is str:
+                return _utf8_ok(obj)
             return tp is not int or fits_msgpack_int(obj) or obj.bit_length() < 1 << 15
         if id(obj) in self._by_id:
             return True
@@ -186,7 +190,9 @@ class LeafCollector:
         if tp is dict:
             pure = True
             for k, v in obj.items():
-                if type(k) not in SCALAR_TYPES and not (type(k) is tuple and _pure_key(k)):
+                if (type(k) not in SCALAR_TYPES and not (type(k) is tuple and _pure_key(k))) or (
+                    type(k) is str and not _utf8_ok(k)
+                ):
                     pure = False
                 pure = self._visit(v, self._child(path, k), depth) and pure
             return pure
@@ -197,8 +203,18 @@ class LeafCollector:
             if tp is tuple:
                 self._tuples[key] = pure
             return pure
-        self._visit_object(obj, path, depth)
+        if isinstance(obj, np.ndarray) and not obj.dtype.hasobject:
+            self._visit(self.plain_view(obj), path, depth)  # the data of a subclass: a leaf
+        else:
+            self._visit_object(obj, path, depth)
         return False
+
+    def plain_view(self, arr: np.ndarray) -> np.ndarray:
+        """One plain ndarray view per subclass instance, so walk and pickler agree on it."""
+        view = self._plain_views.get(id(arr))
+        if view is None:
+            view = self._plain_views[id(arr)] = arr.view(np.ndarray)
+        return view
 
     def _visit_object(self, obj: Any, path: str, depth: int) -> None:
         """Name leaves inside objects that will be pickled; purity is already lost."""
@@ -230,7 +246,23 @@ class LeafCollector:
 
 
 def _pure_key(key: tuple[Any, ...]) -> bool:
-    return all(type(k) in SCALAR_TYPES or (type(k) is tuple and _pure_key(k)) for k in key)
+    return all(
+        (type(k) in SCALAR_TYPES and (type(k) is not str or _utf8_ok(k)))
+        or (type(k) is tuple and _pure_key(k))
+        for k in key
+    )
+
+
+def _utf8_ok(text: str) -> bool:
+    """Whether msgpack can store the string (lone surrogates, from undecodable file
+    names, cannot be UTF-8; such objects are pickled instead)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 _slot_cache: dict[type, tuple[str, ...]] = {}

@@ -105,15 +105,19 @@ class Registry:
         self._origin: dict[str, tuple[str | None, str | None]] = {}
         self._broken: dict[str, PluginLoadError | PluginValidationError] = {}
         self._blocked: set[str] = set()
+        self._ignored: dict[str, str] = {}
         self._scanned = not entry_points
+        self._builtin: set[str] = set()
         if builtins:
             from .backends._specs import BUILTIN_BACKENDS
             from .codecs._specs import BUILTIN_CODECS
 
             for cspec in BUILTIN_CODECS:
                 self.register_codec(cspec)
+                self._builtin.add(cspec.codec_id)
             for bspec in BUILTIN_BACKENDS:
                 self.register_backend(bspec)
+                self._builtin.add("backend:" + bspec.backend_id)
 
     # -- registration -------------------------------------------------------
 
@@ -203,8 +207,15 @@ class Registry:
         return spec
 
     def block(self, name: str) -> None:
-        """Ignore the entry point ``name`` (a codec or backend id) from now on."""
+        """Ignore the entry point ``name`` (a codec or backend id) from now on.
+
+        The core's own codecs and backends are not entry-point plugins and stay.
+        """
         self._blocked.add(name)
+        self._broken.pop(name, None)
+        self._broken.pop("backend:" + name, None)
+        if name in self._builtin:
+            return
         self._codec_specs.pop(name, None)
         self._codecs.pop(name, None)
         self._by_type = {t: s for t, s in self._by_type.items() if s.codec_id != name}
@@ -230,6 +241,10 @@ class Registry:
             return
         dist = getattr(getattr(ep, "dist", None), "name", None)
         key = ep.name if kind is CodecSpec else "backend:" + ep.name
+        if key in self._builtin and dist != "codecs-ser":
+            # Another distribution claims one of the core's own ids: the core's stays.
+            self._ignored[key] = f"entry point {ep.name!r} from {dist} (the core's own is used)"
+            return
         try:
             spec: Any = import_object(ep.value, entry_point=ep.name, dist=dist)
             if not isinstance(spec, (CodecSpec, BackendSpec)) or not isinstance(spec, kind):

@@ -71,12 +71,19 @@ class DirWriter:
         self._durable = durable
         self._written: list[str] = []
         self._dirs: set[str] = set()
+        self._created: list[str] = []  # folders this writer made, parents first
         self._done = False
 
     def _write_file(self, path: str, chunks: Iterable[Any], size: int) -> None:
         folder = os.path.dirname(path)
         if folder not in self._dirs:
+            missing = []
+            probe = folder
+            while not os.path.isdir(probe):
+                missing.append(probe)
+                probe = os.path.dirname(probe)
             os.makedirs(folder, exist_ok=True)
+            self._created.extend(reversed(missing))
             self._dirs.add(folder)
         with open(path, "wb", buffering=0) as f:
             self._written.append(path)
@@ -135,6 +142,9 @@ class DirWriter:
         for path in self._written:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
+        for folder in reversed(self._created):
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
 
 
 def _check_replaceable(path: str) -> None:

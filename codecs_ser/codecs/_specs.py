@@ -7,7 +7,7 @@ from ..codec import CodecSpec
 NDARRAY = CodecSpec(
     codec_id="numpy.ndarray",
     impl="codecs_ser.codecs.numpy:NdarrayCodec",
-    handles=("numpy.ndarray", "numpy.memmap"),
+    handles=("numpy.ndarray", "numpy.memmap", "numpy.recarray", "numpy.rec.recarray"),
     requires=("numpy",),
     dist="codecs-ser",
 )

@@ -38,12 +38,16 @@ class NdarrayCodec(CodecBase):
         return storable(obj.dtype)
 
     def encode(self, obj: Any) -> Encoded:
-        if type(obj) is not np.ndarray:
-            obj = obj.view(np.ndarray)
-        return Encoded(arrays={"data": obj})
+        if type(obj) is np.ndarray:
+            return Encoded(arrays={"data": obj})
+        meta = {"type": "recarray"} if isinstance(obj, np.recarray) else {}
+        return Encoded(arrays={"data": obj.view(np.ndarray)}, meta=meta)
 
     def decode(self, encoded: Encoded, ctx: DecodeContext) -> Any:
-        return encoded.arrays["data"]
+        data = encoded.arrays["data"]
+        if encoded.meta.get("type") == "recarray":
+            return data.view(np.recarray)
+        return data
 
 
 class ScalarCodec(CodecBase):
@@ -75,7 +79,11 @@ class MaskedArrayCodec(CodecBase):
         arrays: dict[str, np.ndarray] = {"data": np.asarray(obj.data)}
         if obj.mask is not np.ma.nomask:
             arrays["mask"] = np.ma.getmaskarray(obj)
-        arrays["fill_value"] = np.array(obj.fill_value, dtype=obj.dtype)
+        # numpy keeps a fill value that was set as a 0-d array of the dtype; the default one
+        # (None here) is derived on demand and may not even fit the dtype (1e20 in float16).
+        fill = getattr(obj, "_fill_value", None)
+        if fill is not None:
+            arrays["fill_value"] = np.asarray(fill).reshape(())
         return Encoded(arrays=arrays, meta={"hard_mask": bool(obj.hardmask)})
 
     def decode(self, encoded: Encoded, ctx: DecodeContext) -> Any:
