@@ -516,14 +516,7 @@ class Reader:
                 _readinto_exact(f, memoryview(buf), blob, self.m.source)
         hlen = len(expected)
         if not buf.startswith(expected):
-            dtype, fortran, shape, hlen = parse_header(bytes(buf[: min(len(buf), 1 << 20)]))
-            if dtype != blob.dtype or fortran != blob.fortran_order or shape != blob.shape:
-                raise FormatError(
-                    f".npy header ({dtype}, {shape}, fortran={fortran}) disagrees with the "
-                    f"manifest ({blob.dtype}, {blob.shape}, fortran={blob.fortran_order})",
-                    path=self.m.source,
-                    member=blob.member,
-                )
+            hlen = self._foreign_header(bytes(buf[: min(len(buf), 1 << 20)]), blob)
         self._check_data_size(blob, hlen)
         if self._verify:
             hasher = _checksum.new_hasher(blob.checksum.partition(":")[0])
@@ -570,6 +563,10 @@ class Reader:
                 path=self.m.source,
                 member=blob.member,
             )
+        return self._foreign_header(head, blob)
+
+    def _foreign_header(self, head: bytes, blob: BlobInfo) -> int:
+        """Parse a header that differs from the one we write; it must agree with the manifest."""
         dtype, fortran, shape, hlen = parse_header(head)
         if dtype != blob.dtype or fortran != blob.fortran_order or shape != blob.shape:
             raise FormatError(
@@ -584,13 +581,7 @@ class Reader:
         head = bytes(view[: len(expected)])
         hlen = len(expected)
         if head != expected:
-            dtype, fortran, shape, hlen = parse_header(bytes(view[: min(view.nbytes, 1 << 20)]))
-            if dtype != blob.dtype or fortran != blob.fortran_order or shape != blob.shape:
-                raise FormatError(
-                    ".npy header disagrees with the manifest",
-                    path=self.m.source,
-                    member=blob.member,
-                )
+            hlen = self._foreign_header(bytes(view[: min(view.nbytes, 1 << 20)]), blob)
         if hlen + blob.nbytes != view.nbytes:
             raise FormatError(
                 ".npy member size does not match its shape and dtype",

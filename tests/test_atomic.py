@@ -47,18 +47,6 @@ def _registry() -> Registry:
     return registry
 
 
-def snapshot(root: Path) -> dict[str, bytes | None]:
-    """Every path under root (folders as None, files with their bytes)."""
-    out: dict[str, bytes | None] = {}
-    for folder, dirs, files in os.walk(root):
-        for d in dirs:
-            out[os.path.relpath(os.path.join(folder, d), root)] = None
-        for f in files:
-            p = os.path.join(folder, f)
-            out[os.path.relpath(p, root)] = Path(p).read_bytes()
-    return out
-
-
 def _hidden(folder: Path) -> list[str]:
     return [n for n in os.listdir(folder) if n.startswith(".")]
 
@@ -79,7 +67,9 @@ RAISES: dict[str, type[BaseException]] = {
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("failure", [*FAILURES, "bad metadata"])
-def test_failed_dump_leaves_old_container(tmp_path: Path, backend: str, failure: str) -> None:
+def test_failed_dump_leaves_old_container(
+    tmp_path: Path, backend: str, failure: str, snapshot: Any
+) -> None:
     registry = _registry()
     target = tmp_path / "run"
     old = {"w": np.arange(10), "note": "old"}
@@ -112,7 +102,9 @@ def test_failed_first_dump_leaves_nothing(tmp_path: Path, backend: str) -> None:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("failure", list(FAILURES))
-def test_failed_add_leaves_container_intact(tmp_path: Path, backend: str, failure: str) -> None:
+def test_failed_add_leaves_container_intact(
+    tmp_path: Path, backend: str, failure: str, snapshot: Any
+) -> None:
     registry = _registry()
     target = tmp_path / "run"
     codecs_ser.dump({"w": np.arange(10)}, target, backend=backend)

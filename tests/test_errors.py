@@ -38,18 +38,6 @@ MANIFEST = ".codecs_ser/manifest.msgpack"
 TRAILER = ".codecs_ser/trailer"
 
 
-def _tree(root: Path) -> dict[str, bytes | None]:
-    """Every file and folder under root, with the files' bytes."""
-    out: dict[str, bytes | None] = {}
-    for folder, dirs, files in os.walk(root):
-        for d in dirs:
-            out[os.path.relpath(os.path.join(folder, d), root)] = None
-        for f in files:
-            p = os.path.join(folder, f)
-            out[os.path.relpath(p, root)] = Path(p).read_bytes()
-    return out
-
-
 # -- FormatError ------------------------------------------------------------------------
 
 
@@ -473,17 +461,17 @@ def test_bad_trusted_argument(tmp_path: Path, trusted: Any) -> None:
 # -- TargetExistsError -----------------------------------------------------------------
 
 
-def test_dir_backend_never_replaces_a_user_folder(tmp_path: Path) -> None:
+def test_dir_backend_never_replaces_a_user_folder(tmp_path: Path, snapshot: Any) -> None:
     folder = tmp_path / "results"
     folder.mkdir()
     (folder / "notes.txt").write_text("keep me")
     (folder / "sub").mkdir()
     (folder / "sub" / "data.bin").write_bytes(b"\x00\x01")
-    before = _tree(folder)
+    before = snapshot(folder)
     with pytest.raises(TargetExistsError) as info:
         codecs_ser.dump({"a": np.ones(3)}, folder, backend="dir")
     assert isinstance(info.value, FileExistsError)
-    assert _tree(folder) == before
+    assert snapshot(folder) == before
     assert sorted(os.listdir(tmp_path)) == ["results"]
 
     a_file = tmp_path / "file"
