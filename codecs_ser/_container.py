@@ -487,6 +487,13 @@ class Reader:
             view = self._br.map_member(ref)
             if view is not None:
                 return self._array_from_view(view, blob, expected)
+            # Not mappable (a small file, a stream): a copy, aligned and read-only like a mapping.
+            arr = _aligned(self._read(ref, blob, expected))
+            arr.flags.writeable = False
+            return arr
+        return self._read(ref, blob, expected)
+
+    def _read(self, ref: MemberRef, blob: BlobInfo, expected: bytes) -> np.ndarray:
         if blob.size <= SMALL_BLOB:
             return self._read_small(ref, blob, expected)
         with self._br.open_member(ref) as f:
@@ -759,6 +766,19 @@ def _make_view(
         raise FormatError("view entry's base is not contiguous", path=source, member=name)
     raw = flat.view(np.uint8)
     return np.ndarray(shape, dtype, buffer=raw, offset=offset, strides=strides)
+
+
+def _aligned(arr: np.ndarray, align: int = 64) -> np.ndarray:
+    """The array itself if its data is ``align``-aligned, else an aligned copy."""
+    if arr.nbytes == 0 or arr.ctypes.data % align == 0:
+        return arr
+    raw = np.empty(arr.nbytes + align, np.uint8)
+    start = -raw.ctypes.data % align
+    out = raw[start : start + arr.nbytes].view(arr.dtype)
+    order = "F" if arr.flags.f_contiguous and not arr.flags.c_contiguous else "C"
+    out = out.reshape(arr.shape, order=order)
+    out[...] = arr
+    return out
 
 
 def _read_exact(f: Any, n: int, blob: BlobInfo | None, source: str | None) -> bytes:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import mmap
 import os
 import shutil
@@ -24,6 +25,8 @@ from ..backend import MemberRef
 from ..errors import FormatError, TargetExistsError
 
 MANIFEST = ".codecs_ser/manifest.msgpack"
+#: Member files smaller than this are read, not mapped: a mapping costs a descriptor.
+MIN_MAPPED = 1 << 16
 _RENAME_EXCHANGE = 2
 
 
@@ -211,10 +214,17 @@ class DirReader:
                 pos += n
 
     def map_member(self, ref: MemberRef) -> memoryview | None:
+        """A mapping of a member file; None (read it instead) for small files, or when the
+        process runs out of descriptors (each mapping holds one open)."""
+        if ref.size < MIN_MAPPED:
+            return None
         with self._open(ref) as f:
-            if ref.size == 0:
-                return memoryview(b"")
-            return memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+            try:
+                return memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+            except OSError as e:
+                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM):
+                    return None
+                raise
 
     def member_names(self) -> list[str]:
         names = []
