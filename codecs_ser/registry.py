@@ -105,7 +105,6 @@ class Registry:
         self._origin: dict[str, tuple[str | None, str | None]] = {}
         self._broken: dict[str, PluginLoadError | PluginValidationError] = {}
         self._blocked: set[str] = set()
-        self._ignored: dict[str, str] = {}
         self._scanned = not entry_points
         self._builtin: set[str] = set()
         if builtins:
@@ -242,9 +241,7 @@ class Registry:
         dist = getattr(getattr(ep, "dist", None), "name", None)
         key = ep.name if kind is CodecSpec else "backend:" + ep.name
         if key in self._builtin and dist != "codecs-ser":
-            # Another distribution claims one of the core's own ids: the core's stays.
-            self._ignored[key] = f"entry point {ep.name!r} from {dist} (the core's own is used)"
-            return
+            return  # another distribution claims one of the core's own ids: the core's stays
         try:
             spec: Any = import_object(ep.value, entry_point=ep.name, dist=dist)
             if not isinstance(spec, (CodecSpec, BackendSpec)) or not isinstance(spec, kind):
