@@ -775,8 +775,8 @@ def _aligned(arr: np.ndarray, align: int = 64) -> np.ndarray:
     raw = np.empty(arr.nbytes + align, np.uint8)
     start = -raw.ctypes.data % align
     out = raw[start : start + arr.nbytes].view(arr.dtype)
-    order = "F" if arr.flags.f_contiguous and not arr.flags.c_contiguous else "C"
-    out = out.reshape(arr.shape, order=order)
+    fortran = arr.flags.f_contiguous and not arr.flags.c_contiguous
+    out = out.reshape(arr.shape, order="F" if fortran else "C")
     out[...] = arr
     return out
 
