@@ -115,6 +115,8 @@ def unpack_msgpack(data: bytes, resolve_leaf: Callable[[int], Any]) -> Any:
     """Rebuild a msgpack skeleton; ``resolve_leaf`` returns the object of an entry index."""
     import struct
 
+    failures: list[BaseException] = []
+
     def ext_hook(code: int, payload: bytes) -> Any:
         if code == EXT_TUPLE:
             value = unpackb(payload)
@@ -127,7 +129,11 @@ def unpack_msgpack(data: bytes, resolve_leaf: Callable[[int], Any]) -> Any:
             )
             if type(index) is not int:
                 raise FormatError("skeleton leaf reference is not an integer")
-            return resolve_leaf(index)
+            try:
+                return resolve_leaf(index)
+            except BaseException as e:
+                failures.append(e)  # reading the leaf failed: not a msgpack problem
+                raise
         if code == EXT_COMPLEX:
             if len(payload) != 16:
                 raise FormatError("skeleton complex number has a bad size")
@@ -150,11 +156,11 @@ def unpack_msgpack(data: bytes, resolve_leaf: Callable[[int], Any]) -> Any:
 
     try:
         return unpackb(data)
-    except (FormatError, UntrustedError):
-        raise
-    except RecursionError:
-        raise FormatError("skeleton is nested too deeply") from None
     except Exception as e:
+        if failures:
+            raise failures[0] from e.__cause__  # as the leaf's reader raised it
+        if isinstance(e, RecursionError):
+            raise FormatError("skeleton is nested too deeply") from None
         if _is_user_error(e):
             raise
         raise FormatError(f"skeleton is not valid msgpack: {type(e).__name__}: {e}") from None
