@@ -24,6 +24,7 @@ from ._api import (
     open,
     verify,
 )
+from ._limits import Limits, get_limits, limits, set_limits
 from ._version import __version__
 from .backend import BackendSpec
 from .codec import CodecBase, CodecSpec, DecodeContext, Encoded
@@ -46,6 +47,7 @@ __all__ = [
     "Encoded",
     "FormatError",
     "IntegrityError",
+    "Limits",
     "Registry",
     "UnknownCodecError",
     "UntrustedError",
@@ -56,11 +58,14 @@ __all__ = [
     "dump",
     "dumps",
     "errors",
+    "get_limits",
+    "limits",
     "load",
     "load_arrays",
     "loads",
     "open",
     "register_backend",
     "register_codec",
+    "set_limits",
     "verify",
 ]

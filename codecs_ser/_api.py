@@ -13,7 +13,7 @@ import numpy as np
 from . import _checksum
 from ._container import Reader, Writer, check_metadata
 from ._manifest import EntryInfo, EntryMap, Manifest, parse_manifest
-from ._skeleton import normalize_trusted, scan_globals
+from ._safe_pickle import normalize_trusted, scan_globals
 from .backend import ContainerReader, Source, Target
 from .errors import CodecsSerError, FormatError, UsageError
 from .registry import Registry, default_registry

@@ -17,6 +17,7 @@ import msgpack
 import numpy as np
 
 from . import _checksum
+from ._limits import exceeded, get_limits
 from ._manifest import (
     META_DIR,
     NDARRAY_CODEC,
@@ -28,13 +29,8 @@ from ._manifest import (
     pack_manifest,
 )
 from ._npy import build_header, descr_of, parse_header
-from ._skeleton import (
-    pack_msgpack,
-    pickle_skeleton,
-    scan_globals,
-    unpack_msgpack,
-    unpickle_skeleton,
-)
+from ._safe_pickle import scan_globals, unpickle_skeleton
+from ._skeleton import pack_msgpack, pickle_skeleton, unpack_msgpack
 from ._version import __version__
 from ._walk import Leaf, LeafCollector, escape_component
 from .backend import ContainerReader, ContainerWriter, MemberRef
@@ -523,7 +519,7 @@ class Reader:
                 _readinto_exact(f, memoryview(buf), blob, self.m.source)
         hlen = len(expected)
         if not buf.startswith(expected):
-            hlen = self._foreign_header(bytes(buf[: min(len(buf), 1 << 20)]), blob)
+            hlen = self._foreign_header(bytes(buf[: 12 + get_limits().max_npy_header_bytes]), blob)
         self._check_data_size(blob, hlen)
         if self._verify:
             hasher = _checksum.new_hasher(blob.checksum.partition(":")[0])
@@ -562,6 +558,12 @@ class Reader:
             raise FormatError(
                 ".npy header runs past the member", path=self.m.source, member=blob.member
             )
+        if need > 12 + get_limits().max_npy_header_bytes:
+            raise FormatError(
+                exceeded("the .npy header", need, "max_npy_header_bytes"),
+                path=self.m.source,
+                member=blob.member,
+            )
         if need > len(head):
             head = head + _read_exact(f, need - len(head), blob, self.m.source)
         elif need < len(head):
@@ -588,7 +590,7 @@ class Reader:
         head = bytes(view[: len(expected)])
         hlen = len(expected)
         if head != expected:
-            hlen = self._foreign_header(bytes(view[: min(view.nbytes, 1 << 20)]), blob)
+            hlen = self._foreign_header(bytes(view[: 12 + get_limits().max_npy_header_bytes]), blob)
         if hlen + blob.nbytes != view.nbytes:
             raise FormatError(
                 ".npy member size does not match its shape and dtype",
@@ -696,6 +698,12 @@ class Reader:
     def read_skeleton(self, obj: ObjectInfo) -> bytes:
         ref = obj.skeleton_ref
         blob_ref = MemberRef(ref["member"], ref["offset"], ref["size"])
+        if blob_ref.size > get_limits().max_skeleton_bytes:
+            raise FormatError(
+                exceeded("the skeleton", blob_ref.size, "max_skeleton_bytes"),
+                path=self.m.source,
+                member=blob_ref.name,
+            )
         with self._br.open_member(blob_ref) as f:
             data = _read_exact(f, blob_ref.size, None, self.m.source)
         algorithm, digest = _checksum.split(ref["checksum"])

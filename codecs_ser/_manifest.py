@@ -14,6 +14,7 @@ from typing import Any, NamedTuple, TypeGuard
 import msgpack
 import numpy as np
 
+from ._limits import exceeded, get_limits
 from ._npy import dtype_from_descr
 from .errors import FormatError
 
@@ -21,9 +22,6 @@ FORMAT_NAME = "codecs_ser"
 FORMAT_VERSION = 1
 META_DIR = ".codecs_ser"
 NDARRAY_CODEC = "numpy.ndarray"
-#: Limits applied while unpacking a manifest (docs/format.md).
-MAX_ENTRIES = 10_000_000
-MAX_NDIM = 64
 
 
 class BlobInfo(NamedTuple):
@@ -120,7 +118,7 @@ def parse_blob(raw: Any, source: str | None, entry: str, primary: bool) -> BlobI
         or type(size) is not int
         or size < 0
         or type(shape) is not list
-        or len(shape) > MAX_NDIM
+        or len(shape) > get_limits().max_ndim
         or type(fortran) is not bool
         or type(checksum) is not str
         or not (name is None or type(name) is str)
@@ -296,12 +294,15 @@ class EntryMap(Mapping[str, EntryInfo]):
 
 def parse_manifest(data: bytes, source: str | None) -> Manifest:
     """Unpack and check the top level of a manifest; entries are checked when read."""
+    limits = get_limits()
+    if len(data) > limits.max_manifest_bytes:
+        raise FormatError(exceeded("the manifest", len(data), "max_manifest_bytes"), path=source)
     try:
         raw = msgpack.unpackb(
             data,
             raw=False,
             strict_map_key=True,
-            max_array_len=MAX_ENTRIES,
+            max_array_len=limits.max_entries,
             max_map_len=1 << 20,
         )
     except Exception as e:

@@ -16,13 +16,12 @@ from typing import Any, cast
 import numpy as np
 from numpy.lib import format as npformat
 
+from ._limits import exceeded, get_limits
 from .errors import FormatError
 
 MAGIC = b"\x93NUMPY"
 ALIGN = 64
 GROWTH_AXIS_DIGITS = 21
-#: A header longer than this is refused before it is parsed.
-MAX_HEADER_SIZE = 1 << 20
 
 
 def descr_of(dtype: np.dtype) -> Any:
@@ -66,18 +65,20 @@ def _to_tuples(descr: Any, depth: int = 0) -> Any:
     return out
 
 
-def dtype_from_descr(descr: Any) -> np.dtype:
-    """The dtype a manifest ``dtype`` field names; FormatError for anything else."""
-    key = descr if isinstance(descr, str) else None
-    if key is not None:
-        return _simple_dtype(key)
+def dtype_from_descr(descr: Any, *, allow_object: bool = False) -> np.dtype:
+    """The dtype a manifest ``dtype`` field names; FormatError for anything else.
+
+    Object dtypes are refused unless ``allow_object`` (a blob never holds objects).
+    """
+    if isinstance(descr, str) and not allow_object:
+        return _simple_dtype(descr)
     try:
         dtype = npformat.descr_to_dtype(_to_tuples(descr))
     except FormatError:
         raise
     except Exception as e:
         raise FormatError(f"bad dtype description {descr!r}: {e}") from None
-    if dtype.hasobject:
+    if dtype.hasobject and not allow_object:
         raise FormatError("object dtypes are never stored as blobs")
     return dtype
 
@@ -148,8 +149,8 @@ def parse_header(data: bytes) -> tuple[np.dtype, bool, tuple[int, ...], int]:
         start = 12
     else:
         raise FormatError(f"unsupported .npy format version {major}")
-    if hlen > MAX_HEADER_SIZE:
-        raise FormatError(f".npy header of {hlen} bytes exceeds the limit of {MAX_HEADER_SIZE}")
+    if hlen > get_limits().max_npy_header_bytes:
+        raise FormatError(exceeded("the .npy header", hlen, "max_npy_header_bytes"))
     if len(data) < start + hlen:
         raise FormatError("truncated .npy header")
     try:

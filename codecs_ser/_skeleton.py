@@ -9,15 +9,17 @@ through an unpickler that imports only allowed globals.
 from __future__ import annotations
 
 import io
-import pickle
 import sys
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
 import numpy as np
 
-from .errors import FormatError, UntrustedError, UsageError
+from ._limits import exceeded, get_limits
+from ._npy import descr_of, dtype_from_descr
+from .errors import FormatError
 
 # msgpack extension codes of the skeleton (docs/format.md).
 EXT_TUPLE = 1
@@ -28,51 +30,9 @@ EXT_BIGINT = 4
 SCALAR_TYPES = frozenset({str, bytes, int, float, bool, type(None), complex})
 _INT64_MIN, _UINT64_MAX = -(1 << 63), (1 << 64) - 1
 
-#: Globals a pickled skeleton may import without ``trusted``: containers and
-#: value types whose construction runs no user code.
-DEFAULT_ALLOWED: frozenset[str] = frozenset(
-    {
-        "builtins.bool",
-        "builtins.bytearray",
-        "builtins.bytes",
-        "builtins.complex",
-        "builtins.dict",
-        "builtins.float",
-        "builtins.frozenset",
-        "builtins.int",
-        "builtins.list",
-        "builtins.object",
-        "builtins.range",
-        "builtins.set",
-        "builtins.slice",
-        "builtins.str",
-        "builtins.tuple",
-        "codecs_ser._skeleton._as_subclass",
-        "collections.Counter",
-        "collections.OrderedDict",
-        "collections.defaultdict",
-        "collections.deque",
-        "copyreg._reconstructor",
-        "datetime.date",
-        "datetime.datetime",
-        "datetime.time",
-        "datetime.timedelta",
-        "datetime.timezone",
-        "decimal.Decimal",
-        "fractions.Fraction",
-        "numpy._core.multiarray._reconstruct",
-        "numpy._core.multiarray.scalar",
-        "numpy.core.multiarray._reconstruct",
-        "numpy.core.multiarray.scalar",
-        "numpy.dtype",
-        "numpy.ndarray",
-        "pathlib.PosixPath",
-        "pathlib.PurePosixPath",
-        "pathlib.PureWindowsPath",
-        "pathlib.WindowsPath",
-        "uuid.UUID",
-    }
-)
+#: Tuples nested deeper than this inside one another are pickled, not packed:
+#: each level of the msgpack extension costs about 40 KiB of C stack to unpack.
+MAX_TUPLE_NESTING = 16
 
 
 # -- msgpack skeleton -------------------------------------------------------
@@ -116,10 +76,22 @@ def unpack_msgpack(data: bytes, resolve_leaf: Callable[[int], Any]) -> Any:
     import struct
 
     failures: list[BaseException] = []
+    depth = 0
+    max_colliding = get_limits().max_colliding_keys
 
     def ext_hook(code: int, payload: bytes) -> Any:
+        nonlocal depth
         if code == EXT_TUPLE:
-            value = unpackb(payload)
+            if depth >= MAX_TUPLE_NESTING:
+                raise FormatError(
+                    f"skeleton nests tuples deeper than {MAX_TUPLE_NESTING} (the writer "
+                    "pickles such objects): the file is damaged or hostile"
+                )
+            depth += 1
+            try:
+                value = unpackb(payload)
+            finally:
+                depth -= 1
             if not isinstance(value, list):
                 raise FormatError("skeleton tuple is not an array")
             return tuple(value)
@@ -145,10 +117,16 @@ def unpack_msgpack(data: bytes, resolve_leaf: Callable[[int], Any]) -> Any:
             return int.from_bytes(payload, "little", signed=True)
         raise FormatError(f"unknown skeleton extension type {code}")
 
+    def pairs_hook(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+        if len(pairs) > max_colliding:
+            check_hash_spread((k for k, _ in pairs), max_colliding)
+        return dict(pairs)
+
     def unpackb(payload: bytes) -> Any:
         return msgpack.unpackb(
             payload,
             ext_hook=ext_hook,
+            object_pairs_hook=pairs_hook,
             raw=False,
             strict_map_key=False,
             use_list=True,
@@ -164,6 +142,27 @@ def unpack_msgpack(data: bytes, resolve_leaf: Callable[[int], Any]) -> Any:
         if _is_user_error(e):
             raise
         raise FormatError(f"skeleton is not valid msgpack: {type(e).__name__}: {e}") from None
+
+
+def check_hash_spread(keys: Any, limit: int) -> None:
+    """Refuse a map whose keys pile up on one hash: building it would take quadratic time.
+
+    str and bytes hashes are randomized per process; numbers and tuples of them are not.
+    """
+    counts: Counter[int] = Counter()
+    for key in keys:
+        if type(key) is str or type(key) is bytes:
+            continue
+        try:
+            h = hash(key)
+        except TypeError:
+            continue  # unhashable: building the dict fails on its own
+        counts[h] += 1
+        if counts[h] > limit:
+            raise FormatError(
+                f"more than {limit} keys share one hash (hash flooding); if you trust this "
+                "file, raise codecs_ser.limits(max_colliding_keys=...)"
+            )
 
 
 def _is_user_error(e: BaseException) -> bool:
@@ -191,6 +190,50 @@ def _as_subclass(data: np.ndarray, cls: type, attrs: dict[str, Any] | None = Non
     return out
 
 
+def _make_dtype(descr: Any) -> np.dtype:
+    """A dtype from its .npy description, checked by the same rules as a blob's."""
+    return dtype_from_descr(descr)
+
+
+def _make_scalar(descr: Any, raw: bytes) -> np.generic:
+    """A numpy scalar from its dtype and bytes; the size must match exactly."""
+    dtype = dtype_from_descr(descr)
+    if type(raw) is not bytes or len(raw) != dtype.itemsize:
+        raise FormatError("numpy scalar in the skeleton has the wrong number of bytes")
+    return np.frombuffer(raw, dtype)[0]
+
+
+def _make_object_array(
+    shape: list[int], fortran: bool, items: list[Any], descr: Any = None
+) -> np.ndarray:
+    """An array holding Python objects (dtype object, or records with object fields) from
+    its items, which must be exactly as many as its shape holds."""
+    if (
+        type(shape) is not list
+        or len(shape) > 64
+        or not all(type(n) is int and n >= 0 for n in shape)
+        or type(items) is not list
+        or type(fortran) is not bool
+    ):
+        raise FormatError("object array in the skeleton is malformed")
+    count = 1
+    for n in shape:
+        count *= n
+    if count != len(items):
+        raise FormatError("object array in the skeleton has the wrong number of items")
+    dtype = np.dtype(object) if descr is None else dtype_from_descr(descr, allow_object=True)
+    if not dtype.hasobject:
+        raise FormatError("object array in the skeleton has a dtype without objects")
+    if count * dtype.itemsize > get_limits().max_pickle_alloc:
+        raise FormatError(
+            exceeded("an object array in the skeleton", count * dtype.itemsize, "max_pickle_alloc")
+        )
+    out = np.empty(len(items), dtype=dtype)
+    for i, item in enumerate(items):
+        out[i] = item  # one by one: a slice assignment would unpack nested lists
+    return out.reshape(shape, order="F" if fortran else "C")
+
+
 def pickle_skeleton(
     obj: Any,
     leaf_ref: Callable[[Any], int | None],
@@ -212,176 +255,33 @@ def pickle_skeleton(
             return leaf_ref(o)
 
         def reducer_override(self, o: Any) -> Any:
-            if isinstance(o, np.ndarray) and type(o) is not np.ndarray and not o.dtype.hasobject:
-                attrs = getattr(o, "__dict__", None) or None
-                return (_as_subclass, (plain_view(o), type(o), attrs))
+            if isinstance(o, np.ndarray):
+                if type(o) is not np.ndarray and not o.dtype.hasobject:
+                    attrs = getattr(o, "__dict__", None) or None
+                    return (_as_subclass, (plain_view(o), type(o), attrs))
+                if type(o) is np.ndarray and o.dtype.hasobject and o.dtype.metadata is None:
+                    fortran = o.flags.f_contiguous and not o.flags.c_contiguous
+                    flat = o.ravel(order="F" if fortran else "C")
+                    if o.dtype.names is None:
+                        return (_make_object_array, (list(o.shape), fortran, list(flat)))
+                    items = [x.item() for x in flat]  # records as tuples of their fields
+                    descr = descr_of(o.dtype)
+                    return (_make_object_array, (list(o.shape), fortran, items, descr))
+            elif isinstance(o, np.dtype):
+                if not o.hasobject and o.metadata is None:
+                    return (_make_dtype, (descr_of(o),))
+            elif (
+                isinstance(o, np.generic)
+                and type(o).__module__ == "numpy"
+                and not o.dtype.hasobject
+                and o.dtype.metadata is None
+            ):
+                return (_make_scalar, (descr_of(o.dtype), o.tobytes()))
             return super().reducer_override(o)
 
     buf = io.BytesIO()
     _Pickler(buf, protocol=5).dump(obj)
     return buf.getvalue()
-
-
-class _StubMeta(type):
-    """Calling a stub class, or subscripting it, gives another stub class and runs nothing."""
-
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        return _new_stub()
-
-    def __setitem__(cls, key: Any, value: Any) -> None:
-        pass
-
-
-class _StubBase:
-    """Stands in for every global during an audit: accepts anything, runs nothing.
-
-    Whatever a pickle does with a global (call it, use it as a class, set its
-    state, append to it) yields another stub, so the dry run reaches every
-    global the pickle names.
-    """
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-        return object.__new__(cls)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return _new_stub()
-
-    def __setstate__(*args: Any) -> None:
-        pass
-
-    def __setitem__(*args: Any) -> None:
-        pass
-
-    def append(*args: Any) -> None:
-        pass
-
-    def extend(*args: Any) -> None:
-        pass
-
-    def add(*args: Any) -> None:
-        pass
-
-
-def _new_stub() -> Any:
-    return _StubMeta("_Stub", (_StubBase,), {})
-
-
-class _AuditUnpickler(pickle.Unpickler):
-    def __init__(self, data: bytes) -> None:
-        super().__init__(io.BytesIO(data))
-        self.found: set[str] = set()
-
-    def find_class(self, module: str, name: str) -> Any:
-        self.found.add(f"{module}.{name}")
-        return _new_stub()
-
-    def persistent_load(self, pid: Any) -> Any:
-        return _new_stub()
-
-
-def scan_globals(data: bytes) -> list[str]:
-    """Every global a pickle would import, found by a dry run that executes nothing."""
-    auditor = _AuditUnpickler(data)
-    try:
-        auditor.load()
-    except Exception as e:
-        raise FormatError(f"pickled skeleton is malformed: {type(e).__name__}: {e}") from None
-    return sorted(auditor.found)
-
-
-def _allowed(full: str, trusted: Iterable[str]) -> bool:
-    if full in DEFAULT_ALLOWED:
-        return True
-    for pattern in trusted:
-        if pattern == full:
-            return True
-        if pattern.endswith(".*") and full.startswith(pattern[:-1]):
-            return True
-    return False
-
-
-def normalize_trusted(trusted: Any) -> tuple[bool, tuple[str, ...]]:
-    """``trusted`` as (everything allowed?, extra names); accepts 'mod.Name' and 'mod:Name'."""
-    if trusted is True:
-        return True, ()
-    if trusted is False or trusted is None:
-        return False, ()
-    if isinstance(trusted, str):
-        trusted = [trusted]
-    if not isinstance(trusted, (list, tuple, set, frozenset)):
-        raise UsageError("trusted must be True, False, or a list of 'module.Name' strings")
-    names = []
-    for item in trusted:
-        if not isinstance(item, str) or not item:
-            raise UsageError("trusted must be True, False, or a list of 'module.Name' strings")
-        names.append(item.replace(":", "."))
-    return False, tuple(names)
-
-
-def disallowed_globals(found: Iterable[str], trusted: Iterable[str]) -> list[str]:
-    trusted = tuple(trusted)
-    return sorted(g for g in found if not _allowed(g, trusted))
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(
-        self,
-        data: bytes,
-        resolve_leaf: Callable[[int], Any],
-        trusted_all: bool,
-        trusted: tuple[str, ...],
-        source: str | None,
-    ) -> None:
-        super().__init__(io.BytesIO(data))
-        self._resolve_leaf = resolve_leaf
-        self._trusted_all = trusted_all
-        self._trusted = trusted
-        self._source = source
-
-    def find_class(self, module: str, name: str) -> Any:
-        full = f"{module}.{name}"
-        if not self._trusted_all and not _allowed(full, self._trusted):
-            raise UntrustedError([full], path=self._source)
-        try:
-            return super().find_class(module, name)
-        except (ImportError, AttributeError) as e:
-            raise FormatError(
-                f"the object needs {full}, which cannot be imported here ({e}); install the "
-                "package that provides it, or read the arrays with codecs_ser.load_arrays()",
-                path=self._source,
-            ) from None
-
-    def persistent_load(self, pid: Any) -> Any:
-        if type(pid) is not int:
-            raise FormatError("pickled skeleton has a bad leaf reference")
-        return self._resolve_leaf(pid)
-
-
-def unpickle_skeleton(
-    data: bytes,
-    resolve_leaf: Callable[[int], Any],
-    *,
-    trusted: Any = False,
-    source: str | None = None,
-) -> Any:
-    """Unpickle a skeleton, refusing (before running anything) globals that are not allowed."""
-    trusted_all, names = normalize_trusted(trusted)
-    if not trusted_all:
-        refused = disallowed_globals(scan_globals(data), names)
-        if refused:
-            raise UntrustedError(refused, path=source)
-    unpickler = _RestrictedUnpickler(data, resolve_leaf, trusted_all, names, source)
-    try:
-        return unpickler.load()
-    except (UntrustedError, FormatError):
-        raise
-    except Exception as e:
-        if _is_user_error(e):
-            raise
-        # Keep the cause: with trusted globals it may come from the user's own classes.
-        raise FormatError(
-            f"the pickled object could not be rebuilt: {type(e).__name__}: {e}", path=source
-        ) from e
 
 
 def recursion_headroom() -> int:

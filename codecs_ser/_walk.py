@@ -16,7 +16,7 @@ import numpy as np
 import xxhash
 
 from ._known import dist_for_type
-from ._skeleton import SCALAR_TYPES, fits_msgpack_int, recursion_headroom
+from ._skeleton import MAX_TUPLE_NESTING, SCALAR_TYPES, fits_msgpack_int, recursion_headroom
 from .codec import CodecSpec
 from .errors import NoCodecForTypeError
 from .registry import Registry
@@ -154,14 +154,15 @@ class LeafCollector:
     def walk(self, obj: Any) -> bool:
         """Name every reachable leaf; True if the whole object is pure data (msgpack-able)."""
         self._seen: set[int] = set()
-        self._tuples: dict[int, bool] = {}
+        self._tuples: dict[tuple[int, int], bool] = {}
         return self._visit(obj, "", 0)
 
     def _child(self, path: str, key: Any) -> str:
         comp = escape_component(key)
         return f"{path}/{comp}" if path else comp
 
-    def _visit(self, obj: Any, path: str, depth: int) -> bool:
+    def _visit(self, obj: Any, path: str, depth: int, nesting: int = 0) -> bool:
+        """``nesting``: how many tuples enclose ``obj`` (msgpack skeletons cap it)."""
         tp = type(obj)
         if tp in SCALAR_TYPES:
             if tp is str:
@@ -177,11 +178,16 @@ class LeafCollector:
             return False
         key = id(obj)
         if tp is tuple:
-            # Immutable: sharing a tuple changes nothing, so it stays pure; visit it once.
-            known = self._tuples.get(key)
+            # Immutable: sharing a tuple changes nothing, so it stays pure; visit it once
+            # per nesting level (deeper copies may pass the cap).
+            if nesting >= MAX_TUPLE_NESTING:
+                self._visit_object(obj, path, depth)
+                return False
+            known = self._tuples.get((key, nesting))
             if known is not None:
                 return known
-            self._tuples[key] = False  # until proven pure; a cycle through it is not
+            self._tuples[(key, nesting)] = False  # until proven pure; a cycle through it is not
+            nesting += 1
         elif key in self._seen:
             return False  # a shared or cyclic dict or list: only pickle keeps identity
         else:
@@ -190,18 +196,19 @@ class LeafCollector:
         if tp is dict:
             pure = True
             for k, v in obj.items():
-                if (type(k) not in SCALAR_TYPES and not (type(k) is tuple and _pure_key(k))) or (
-                    type(k) is str and not _utf8_ok(k)
-                ):
+                if (
+                    type(k) not in SCALAR_TYPES
+                    and not (type(k) is tuple and _pure_key(k, nesting + 1))
+                ) or (type(k) is str and not _utf8_ok(k)):
                     pure = False
-                pure = self._visit(v, self._child(path, k), depth) and pure
+                pure = self._visit(v, self._child(path, k), depth, nesting) and pure
             return pure
         if tp is list or tp is tuple:
             pure = True
             for i, v in enumerate(obj):
-                pure = self._visit(v, self._child(path, i), depth) and pure
+                pure = self._visit(v, self._child(path, i), depth, nesting) and pure
             if tp is tuple:
-                self._tuples[key] = pure
+                self._tuples[(key, nesting - 1)] = pure
             return pure
         if isinstance(obj, np.ndarray) and not obj.dtype.hasobject:
             self._visit(self.plain_view(obj), path, depth)  # the data of a subclass: a leaf
@@ -245,10 +252,11 @@ class LeafCollector:
                 self._visit(value, self._child(path, slot), depth)
 
 
-def _pure_key(key: tuple[Any, ...]) -> bool:
-    return all(
+def _pure_key(key: tuple[Any, ...], nesting: int) -> bool:
+    """Whether a tuple dict key packs as msgpack (``nesting``: tuples around it, itself too)."""
+    return nesting <= MAX_TUPLE_NESTING and all(
         (type(k) in SCALAR_TYPES and (type(k) is not str or _utf8_ok(k)))
-        or (type(k) is tuple and _pure_key(k))
+        or (type(k) is tuple and _pure_key(k, nesting + 1))
         for k in key
     )
 
