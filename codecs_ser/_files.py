@@ -206,6 +206,14 @@ class Source:
             raise FormatError("container is truncated", path=self.name)
         return data
 
+    def peek(self, offset: int, size: int) -> bytes:
+        """A few bytes at ``offset``, copied from the mapping where there is one."""
+        whole = self._mapped() if size <= MAPPED_READ else None
+        if whole is None or offset < 0 or offset + size > self.size:
+            return self.read_at(offset, size)
+        start = self.base + offset
+        return bytes(whole[start : start + size])
+
     def readinto_at(self, offset: int, buffer: Any) -> None:
         """Fill ``buffer`` with the bytes at ``offset``; FormatError if the file is shorter."""
         view = memoryview(buffer)

@@ -17,10 +17,12 @@ import errno
 import mmap
 import os
 import shutil
+import stat
 from collections.abc import Iterable
 from typing import Any, BinaryIO
 
 from .._files import SeqWriter, fsync_dir, temp_name
+from .._limits import exceeded, get_limits
 from ..backend import MemberRef
 from ..errors import FormatError, TargetExistsError
 
@@ -163,6 +165,40 @@ def _check_replaceable(path: str) -> None:
         )
 
 
+_READ_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NOFOLLOW", 0)  # a symlink could point anywhere
+    | getattr(os, "O_NONBLOCK", 0)  # a FIFO must not block the open
+    | getattr(os, "O_BINARY", 0)
+)
+
+
+def _open_regular(root: str, name: str) -> BinaryIO:
+    """Open a member file for reading; refuse symlinks, folders, FIFOs and devices."""
+    path = safe_member_path(root, name)
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except (FileNotFoundError, NotADirectoryError):
+        raise FormatError("member is missing", path=root, member=name) from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise FormatError(
+                "member is a symbolic link; a container folder holds regular files only",
+                path=root,
+                member=name,
+            ) from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO, socket or device"
+            raise FormatError(f"member is {kind}, not a regular file", path=root, member=name)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 class DirReader:
     """Reads a container folder; every member path is checked to stay inside it."""
 
@@ -179,16 +215,19 @@ class DirReader:
             )
 
     def read_manifest(self) -> bytes:
-        path = safe_member_path(self._root, MANIFEST)
-        with open(path, "rb") as f:
-            return f.read()
+        with _open_regular(self._root, MANIFEST) as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > get_limits().max_manifest_bytes:
+                raise FormatError(
+                    exceeded("the manifest", size, "max_manifest_bytes"), path=self._root
+                )
+            data = f.read(size)
+        if len(data) != size:
+            raise FormatError("the manifest changed while it was read", path=self._root)
+        return data
 
     def _open(self, ref: MemberRef) -> BinaryIO:
-        path = safe_member_path(self._root, ref.name)
-        try:
-            f = open(path, "rb")
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            raise FormatError("member is missing", path=self._root, member=ref.name) from None
+        f = _open_regular(self._root, ref.name)
         size = os.fstat(f.fileno()).st_size
         if size != ref.size:
             f.close()

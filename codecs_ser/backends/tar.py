@@ -28,8 +28,24 @@ MANIFEST = ".codecs_ser/manifest.msgpack"
 TRAILER = ".codecs_ser/trailer"
 TRAILER_MAGIC = b"CODECS_SER-TAIL\x00"
 _TRAILER = struct.Struct("<16sIQQQQ")  # magic, version, header off, data off, size, xxh3
+_SCAN_REGULAR = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
 #: How much of the file's tail is read to find the trailer.
 TAIL = 2 * RECORD + 4 * BLOCK
+
+
+#: Type flags of regular files (``\0`` is the pre-POSIX spelling, ``7`` contiguous).
+_REGULAR = (b"0", b"\0", b"7")
+
+
+def _header_number(field: bytes) -> int:
+    """A numeric header field: NUL/space-terminated octal, or GNU base-256."""
+    if field[:1] and field[0] & 0x80:
+        return int.from_bytes(field[1:], "big")
+    text = field.split(b"\0", 1)[0].strip()
+    try:
+        return int(text, 8) if text else 0
+    except ValueError:
+        return -1
 
 
 def _octal(value: int, width: int) -> bytes:
@@ -199,7 +215,8 @@ class TarReader:
         try:
             with tarfile.open(fileobj=src.file, mode="r:") as tf:
                 for info in tf:
-                    if info.isfile():
+                    # Not isfile(): GNU sparse members' data is not their content.
+                    if info.type in _SCAN_REGULAR:
                         index[info.name] = (info.offset_data - src.base, info.size)
         except tarfile.TarError as e:
             raise FormatError(f"not a readable tar container: {e}", path=src.name) from None
@@ -240,7 +257,41 @@ class TarReader:
             raise FormatError(
                 "manifest gives no offset for member", path=self._src.name, member=ref.name
             )
+        self._check_header(ref)
         return ref.offset
+
+    def _check_header(self, ref: MemberRef) -> None:
+        """The tar header before a member's data must describe that member, a regular file,
+        so that ``tar -x`` and codecs_ser read the same bytes for it."""
+        offset = ref.offset
+        assert offset is not None
+        if offset < BLOCK or offset % BLOCK:
+            raise FormatError(
+                "member offset is not on a tar block boundary", path=self._src.name, member=ref.name
+            )
+        header = self._src.peek(offset - BLOCK, BLOCK)
+        if header[156:157] not in _REGULAR:
+            raise FormatError(
+                "the tar entry at this member's offset is not a regular file (a link, device, "
+                "FIFO or folder)",
+                path=self._src.name,
+                member=ref.name,
+            )
+        size = _header_number(header[124:136])
+        if size != ref.size and not (size == 0 and ref.size >= 8**11):  # pax gives big sizes
+            raise FormatError(
+                f"the tar header gives this member {size} bytes, the manifest {ref.size}",
+                path=self._src.name,
+                member=ref.name,
+            )
+        # Short ASCII names are written in the ustar name field, whole.
+        short = len(ref.name) <= 100 and ref.name.isascii()
+        if short and (header[:100].rstrip(b"\0") != ref.name.encode("ascii") or header[345]):
+            raise FormatError(
+                "the tar header at this member's offset names another member",
+                path=self._src.name,
+                member=ref.name,
+            )
 
     def open_member(self, ref: MemberRef) -> BinaryIO:
         return self._src.range(self._locate(ref), ref.size)  # type: ignore[return-value]

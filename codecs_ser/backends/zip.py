@@ -10,6 +10,7 @@ Members are written in order with data descriptors, so a pipe works as a target.
 
 from __future__ import annotations
 
+import itertools
 import struct
 import time
 import zipfile
@@ -243,7 +244,12 @@ class ZipReader:
     def _scan(self) -> None:
         """Index a zip without our comment (re-packed by another tool) from its directory."""
         index: dict[str, tuple[int, int]] = {}
+        spans: list[tuple[int, int, str]] = []
         for info in self._infos():
+            if info.filename in index:
+                raise FormatError(
+                    "zip holds two members of this name", path=self._src.name, member=info.filename
+                )
             if info.compress_type != zipfile.ZIP_STORED:
                 raise FormatError(
                     "compressed zip members are not supported; write the container with codecs_ser",
@@ -255,7 +261,36 @@ class ZipReader:
             if fields[0] != 0x04034B50:
                 raise FormatError("bad local header", path=self._src.name, member=info.filename)
             data = info.header_offset + _LOCAL.size + fields[9] + fields[10]
+            name = self._src.read_at(info.header_offset + _LOCAL.size, fields[9])
+            if (
+                name.decode("utf-8", "replace") != info.filename
+                and name.decode("cp437", "replace") != info.filename
+            ):
+                raise FormatError(
+                    "local header names another member than the zip directory",
+                    path=self._src.name,
+                    member=info.filename,
+                )
+            if not fields[2] & 0x08 and fields[8] not in (info.file_size, U32):
+                raise FormatError(
+                    "local header and zip directory disagree on the member's size",
+                    path=self._src.name,
+                    member=info.filename,
+                )
+            if data + info.file_size > self._src.size:
+                raise FormatError(
+                    "member lies outside the file", path=self._src.name, member=info.filename
+                )
             index[info.filename] = (data, info.file_size)
+            spans.append((info.header_offset, data + info.file_size, info.filename))
+        spans.sort()
+        for (_, end, _), (start, _, name) in itertools.pairwise(spans):
+            if start < end:
+                raise FormatError(
+                    "zip members overlap (a zip bomb or a damaged file)",
+                    path=self._src.name,
+                    member=name,
+                )
         if MANIFEST not in index:
             raise FormatError("not a codecs_ser container: no manifest member", path=self._src.name)
         self._index = index
