@@ -7,10 +7,10 @@ import contextlib
 import io
 import mmap
 import os
-import secrets
 from collections.abc import Iterable
 from typing import Any, BinaryIO
 
+from . import _tempfiles
 from .errors import FormatError, TargetExistsError
 
 #: Small members are gathered into one write of about this size.
@@ -33,14 +33,12 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def temp_name(path: str, tag: str) -> str:
-    """A hidden, unique name beside ``path``, on the same filesystem so rename is atomic."""
-    folder, base = os.path.split(os.path.abspath(path))
-    return os.path.join(folder, f".{base}.{tag}-{secrets.token_hex(4)}")
-
-
 class AtomicFile:
-    """A new file beside ``path`` that replaces it only on ``commit``."""
+    """A new file beside ``path`` that replaces it only on ``commit``.
+
+    The temporary file is locked while it is written (see ``_tempfiles``); a
+    successful commit removes the temporary files of killed writers of ``path``.
+    """
 
     def __init__(self, path: str, *, durable: bool) -> None:
         self.path = os.path.abspath(path)
@@ -49,10 +47,9 @@ class AtomicFile:
             raise TargetExistsError(
                 f"{self.path!r} is a folder; choose a file name, or backend='dir' to write a folder"
             )
-        self.tmp = temp_name(self.path, "tmp")
-        fd = os.open(
-            self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666
-        )
+        self.tmp, fd = _tempfiles.create_file(self.path)
+        # A second descriptor keeps the lock until the rename is done.
+        self._lock_fd = os.dup(fd)
         self.file: BinaryIO = os.fdopen(fd, "wb", buffering=0)
 
     def commit(self) -> None:
@@ -65,8 +62,10 @@ class AtomicFile:
         except BaseException:
             self.abort()
             raise
+        os.close(self._lock_fd)
         if self.durable:
             fsync_dir(os.path.dirname(self.path))
+        _tempfiles.sweep(self.path)
 
     def abort(self) -> None:
         try:
@@ -74,6 +73,8 @@ class AtomicFile:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.tmp)
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)
 
 
 class SeqWriter:

@@ -21,8 +21,10 @@ import stat
 from collections.abc import Iterable
 from typing import Any, BinaryIO
 
-from .._files import SeqWriter, fsync_dir, temp_name
+from .. import _tempfiles
+from .._files import SeqWriter, fsync_dir
 from .._limits import exceeded, get_limits
+from .._tempfiles import temp_name
 from ..backend import MemberRef
 from ..errors import FormatError, TargetExistsError
 
@@ -70,7 +72,9 @@ def safe_member_path(root: str, name: str) -> str:
 class DirWriter:
     """Writes member files under a folder; ``commit`` writes the manifest and publishes."""
 
-    def __init__(self, root: str, *, final: str | None, durable: bool) -> None:
+    def __init__(
+        self, root: str, *, final: str | None, durable: bool, lock_fd: int | None = None
+    ) -> None:
         self._root = root
         self._final = final  # None: writing in place (add)
         self._durable = durable
@@ -78,6 +82,12 @@ class DirWriter:
         self._dirs: set[str] = set()
         self._created: list[str] = []  # folders this writer made, parents first
         self._done = False
+        self._lock_fd = lock_fd  # holds the lock on the temporary folder (dump)
+        self._journal: tuple[str, int] | None = None
+        if final is None:
+            # add(): new members go into the container itself; a journal of them lets a
+            # later write remove them if this process is killed before it commits.
+            self._journal = _tempfiles.create_file(os.path.join(root, MANIFEST), "add")
 
     def _write_file(self, path: str, chunks: Iterable[Any], size: int) -> None:
         folder = os.path.dirname(path)
@@ -100,21 +110,37 @@ class DirWriter:
 
     def write_member(self, name: str, size: int, chunks: Iterable[memoryview]) -> None:
         path = safe_member_path(self._root, name)
-        if self._final is None and os.path.lexists(path):
-            # add(): never overwrite a file of the container, even an unreferenced one.
-            raise FileExistsError(f"{path!r} already exists in the container folder")
+        if self._journal is not None:
+            if os.path.lexists(path):
+                # add(): never overwrite a file of the container, even an unreferenced one.
+                raise FileExistsError(f"{path!r} already exists in the container folder")
+            os.write(self._journal[1], name.encode("utf-8", "surrogateescape") + b"\n")
         self._write_file(path, chunks, size)
 
     def commit(self, manifest: bytes) -> None:
         manifest_path = os.path.join(self._root, MANIFEST)
-        if self._final is None:
-            tmp = temp_name(manifest_path, "tmp")
-            self._write_file(tmp, [memoryview(manifest)], len(manifest))
-            os.replace(tmp, manifest_path)
+        if self._journal is not None:
+            tmp, fd = _tempfiles.create_file(manifest_path)
+            try:
+                with os.fdopen(os.dup(fd), "wb", buffering=0) as f:
+                    out = SeqWriter(f)
+                    out.write_chunks([memoryview(manifest)], len(manifest))
+                    out.flush()
+                    if self._durable:
+                        os.fsync(f.fileno())
+                os.replace(tmp, manifest_path)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+            finally:
+                os.close(fd)
             self._written.clear()
+            self._done = True
             if self._durable:
                 fsync_dir(os.path.dirname(manifest_path))
-            self._done = True
+            self._close_journal()
+            sweep_container(self._root, manifest)
             return
         self._write_file(manifest_path, [memoryview(manifest)], len(manifest))
         if self._durable:
@@ -122,6 +148,7 @@ class DirWriter:
                 fsync_dir(folder)
             fsync_dir(self._root)
         final = self._final
+        assert final is not None
         if os.path.lexists(final):
             _check_replaceable(final)
             if _exchange(self._root, final):
@@ -137,12 +164,28 @@ class DirWriter:
             self._done = True
         if self._durable:
             fsync_dir(os.path.dirname(final))
+        self._release()
+        _tempfiles.sweep(final)
+
+    def _release(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _close_journal(self) -> None:
+        if self._journal is not None:
+            path, fd = self._journal
+            self._journal = None
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            os.close(fd)
 
     def abort(self) -> None:
         if self._done:
             return
         if self._final is not None:
             shutil.rmtree(self._root, ignore_errors=True)
+            self._release()
             return
         for path in self._written:
             with contextlib.suppress(FileNotFoundError):
@@ -150,6 +193,7 @@ class DirWriter:
         for folder in reversed(self._created):
             with contextlib.suppress(OSError):
                 os.rmdir(folder)
+        self._close_journal()
 
 
 def _check_replaceable(path: str) -> None:
@@ -288,13 +332,61 @@ class DirBackend:
         final = os.path.abspath(os.fspath(target))
         if os.path.lexists(final):
             _check_replaceable(final)
-        root = temp_name(final, "tmp")
-        os.mkdir(root)
-        return DirWriter(root, final=final, durable=durable)
+        root, lock_fd = _tempfiles.create_folder(final)
+        return DirWriter(root, final=final, durable=durable, lock_fd=lock_fd)
 
     def open(self, source: Any) -> DirReader:
         return DirReader(source)
 
     def append(self, path: str, *, durable: bool) -> DirWriter:
-        DirReader(path)
-        return DirWriter(os.fspath(path), final=None, durable=durable)
+        root = os.fspath(path)
+        # What a killed add() left must go first: its files would block the new names.
+        sweep_container(root, DirReader(root).read_manifest())
+        return DirWriter(root, final=None, durable=durable)
+
+
+def _referenced(manifest: bytes, root: str) -> set[str] | None:
+    """Every member name the manifest uses; None if it cannot be read."""
+    from .._manifest import parse_manifest
+
+    try:
+        m = parse_manifest(manifest, root)
+        names = {MANIFEST}
+        names.update(str(o.skeleton_ref.get("member")) for o in m.objects)
+        for i in range(len(m.names)):
+            names.update(b.member for b in m.entry(i).blobs)
+    except FormatError:
+        return None
+    return names
+
+
+def sweep_container(root: str, manifest: bytes) -> None:
+    """Undo the adds that killed processes left in a folder container: remove the files
+    each one's journal lists that the manifest does not use, then the journal."""
+    manifest_path = os.path.join(root, MANIFEST)
+    journals = _tempfiles.stale(manifest_path, ("add",))
+    if journals:
+        keep = _referenced(manifest, root)
+        if keep is None:
+            return  # never remove files on the word of a manifest that cannot be read
+
+        def replay(fd: int) -> None:
+            chunks = []
+            while chunk := os.read(fd, 1 << 16):
+                chunks.append(chunk)
+            for line in b"".join(chunks).decode("utf-8", "surrogateescape").splitlines():
+                if line in keep:
+                    continue
+                with contextlib.suppress(FormatError, OSError):
+                    path = safe_member_path(root, line)
+                    os.unlink(path)
+                    folder = os.path.dirname(path)
+                    while os.path.abspath(folder) != os.path.abspath(root):
+                        os.rmdir(folder)  # only while empty: raises otherwise
+                        folder = os.path.dirname(folder)
+
+        for journal in journals:
+            with contextlib.suppress(OSError):
+                _tempfiles.remove(journal, replay)
+    _tempfiles.sweep(manifest_path)
+    _tempfiles.sweep(root)  # folders of dumps to this path that were killed
