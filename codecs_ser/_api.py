@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import io
 import os
+import stat
 from collections.abc import Mapping
 from typing import Any
 
@@ -87,8 +88,13 @@ def dump(
         w = Writer(writer, registry, checksum=checksum)
         w.write_object(obj, name or DEFAULT_NAME, None)
         w.commit(metadata)
-    except BaseException:
+    except BaseException as e:
         writer.abort()
+        if isinstance(e, OSError) and _is_path(target):
+            e.add_note(
+                f"codecs_ser: the dump to {os.fspath(target)!r} was abandoned; what was there "
+                "before is unchanged"
+            )
         raise
 
 
@@ -106,8 +112,14 @@ def _open_backend(source: Any, registry: Registry) -> tuple[ContainerReader, str
         name = None
     elif _is_path(source):
         path = os.fspath(source)
-        if os.path.isdir(path):
+        mode = os.stat(path).st_mode
+        if stat.S_ISDIR(mode):
             return _try_backends(registry.directory_backends(), path, registry, path)
+        if not stat.S_ISREG(mode):
+            # A FIFO or a device would block the read or never end.
+            raise FormatError(
+                "not a container: a FIFO, socket or device, not a regular file", path=path
+            )
         with builtins.open(path, "rb") as f:
             head = f.read(_HEAD)
         name = path
@@ -408,8 +420,13 @@ def add(
             )
             w.write_object(obj, name, metadata)
             w.commit()
-        except BaseException:
+        except BaseException as e:
             writer.abort()
+            if isinstance(e, OSError):
+                e.add_note(
+                    f"codecs_ser: the add to {os.fspath(path)!r} was abandoned; the container "
+                    "is unchanged"
+                )
             raise
     finally:
         reader.close()
