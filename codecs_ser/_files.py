@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any, BinaryIO
 
 from . import _tempfiles
-from .errors import FormatError, TargetExistsError
+from .errors import ConcurrentWriteError, FormatError, TargetExistsError
 
 #: Small members are gathered into one write of about this size.
 COALESCE = 1 << 20
@@ -33,6 +33,15 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def identity(path: str) -> tuple[int, ...] | None:
+    """What tells whether a file was replaced or rewritten since it was last looked at."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 class AtomicFile:
     """A new file beside ``path`` that replaces it only on ``commit``.
 
@@ -40,9 +49,11 @@ class AtomicFile:
     successful commit removes the temporary files of killed writers of ``path``.
     """
 
-    def __init__(self, path: str, *, durable: bool) -> None:
+    def __init__(self, path: str, *, durable: bool, expect: Any = None) -> None:
+        """``expect``: the :func:`identity` the target must still have at commit (for add)."""
         self.path = os.path.abspath(path)
         self.durable = durable
+        self._expect = expect
         if os.path.isdir(self.path):
             raise TargetExistsError(
                 f"{self.path!r} is a folder; choose a file name, or backend='dir' to write a folder"
@@ -58,6 +69,8 @@ class AtomicFile:
             if self.durable:
                 os.fsync(self.file.fileno())
             self.file.close()
+            if self._expect is not None and identity(self.path) != self._expect:
+                raise ConcurrentWriteError(self.path)
             os.replace(self.tmp, self.path)
         except BaseException:
             self.abort()

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "CodecsSerError",
+    "ConcurrentWriteError",
     "DuplicateRegistrationError",
     "FormatError",
     "IntegrityError",
@@ -193,6 +194,25 @@ class UsageError(CodecsSerError, ValueError):
 
 class TargetExistsError(CodecsSerError, FileExistsError):
     """The target path exists and is not something codecs_ser may replace."""
+
+
+class ConcurrentWriteError(CodecsSerError, RuntimeError):
+    """Another process replaced the container while ``add`` was writing to it.
+
+    The add was abandoned and the other process's container left in place, so neither
+    write is lost; add again.
+    """
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path
+
+    def __str__(self) -> str:
+        return (
+            f"{self.path!r} was replaced by another process during add(); this add was "
+            "abandoned so that the other write is not lost. Add again (and serialize writers "
+            "of one container)."
+        )
 
 
 class UntrustedError(CodecsSerError):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 import codecs_ser
-from codecs_ser.errors import FormatError, UsageError
+from codecs_ser.errors import ConcurrentWriteError, FormatError, UsageError
 
 BACKENDS = ("tar", "zip", "dir")
 BIG = np.random.default_rng(3).standard_normal(200_000)  # 1.6 MB
@@ -146,3 +147,27 @@ def test_many_adds_keep_every_object(container: Path) -> None:
         back = codecs_ser.load(container, name=f"obj{i}")
         assert back["i"] == i and back["arr"].tolist() == [i] * 3
     assert size_of(container) < 2 * BIG.nbytes
+
+
+class _AddsMeanwhile:
+    """Pickling it runs another add() to the same container: a second writer, mid-add."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        codecs_ser.add(self.target, {"x": np.arange(7)}, name="meanwhile")
+        return (dict, ())
+
+
+def test_add_that_raced_another_writer_loses_nothing(container: Path) -> None:
+    with pytest.raises(ConcurrentWriteError) as info:
+        codecs_ser.add(container, {"late": _AddsMeanwhile(container)}, name="late")
+    assert str(container) in str(info.value)
+    with codecs_ser.open(container) as c:
+        assert c.objects == ["main", "meanwhile"]
+        assert c.verify() == []
+        np.testing.assert_array_equal(c.load("meanwhile")["x"], np.arange(7))
+    codecs_ser.add(container, {"late": 1}, name="late")  # the retry works
+    with codecs_ser.open(container) as c:
+        assert c.objects == ["main", "meanwhile", "late"]

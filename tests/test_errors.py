@@ -505,6 +505,7 @@ REFINES = {
     "DuplicateRegistrationError": ValueError,
     "UsageError": ValueError,
     "TargetExistsError": FileExistsError,
+    "ConcurrentWriteError": RuntimeError,
     "UntrustedError": CodecsSerError,
 }
 

@@ -22,11 +22,11 @@ from collections.abc import Iterable
 from typing import Any, BinaryIO
 
 from .. import _tempfiles
-from .._files import SeqWriter, fsync_dir
+from .._files import SeqWriter, fsync_dir, identity
 from .._limits import exceeded, get_limits
 from .._tempfiles import temp_name
 from ..backend import MemberRef
-from ..errors import FormatError, TargetExistsError
+from ..errors import ConcurrentWriteError, FormatError, TargetExistsError
 
 MANIFEST = ".codecs_ser/manifest.msgpack"
 #: Member files smaller than this are read, not mapped: a mapping costs a descriptor.
@@ -87,6 +87,7 @@ class DirWriter:
         if final is None:
             # add(): new members go into the container itself; a journal of them lets a
             # later write remove them if this process is killed before it commits.
+            self._expect = identity(os.path.join(root, MANIFEST))
             self._journal = _tempfiles.create_file(os.path.join(root, MANIFEST), "add")
 
     def _write_file(self, path: str, chunks: Iterable[Any], size: int) -> None:
@@ -128,6 +129,8 @@ class DirWriter:
                     out.flush()
                     if self._durable:
                         os.fsync(f.fileno())
+                if identity(manifest_path) != self._expect:
+                    raise ConcurrentWriteError(self._root)
                 os.replace(tmp, manifest_path)
             except BaseException:
                 with contextlib.suppress(FileNotFoundError):

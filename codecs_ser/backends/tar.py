@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 
 import xxhash
 
-from .._files import COALESCE, AtomicFile, SeqWriter, Source, copy_prefix
+from .._files import COALESCE, AtomicFile, SeqWriter, Source, copy_prefix, identity
 from ..backend import MemberRef
 from ..errors import FormatError
 
@@ -331,6 +331,7 @@ class TarBackend:
         return TarReader(source)
 
     def append(self, path: str, *, durable: bool) -> TarWriter:
+        expect = identity(path)
         reader = TarReader(path)
         try:
             keep = reader.manifest_header_offset()
@@ -342,7 +343,7 @@ class TarBackend:
                 "by codecs_ser (load it and dump it again)",
                 path=path,
             )
-        atomic = AtomicFile(path, durable=durable)
+        atomic = AtomicFile(path, durable=durable, expect=expect)
         try:
             copy_prefix(path, atomic.file, keep)
         except BaseException:

@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 
 import xxhash
 
-from .._files import AtomicFile, SeqWriter, Source, copy_prefix
+from .._files import AtomicFile, SeqWriter, Source, copy_prefix, identity
 from ..backend import MemberRef
 from ..errors import FormatError
 
@@ -386,6 +386,7 @@ class ZipBackend:
         return ZipReader(source)
 
     def append(self, path: str, *, durable: bool) -> ZipWriter:
+        expect = identity(path)
         reader = ZipReader(path)
         try:
             keep, entries = reader.kept_entries()
@@ -397,7 +398,7 @@ class ZipBackend:
                 "by codecs_ser (load it and dump it again)",
                 path=path,
             )
-        atomic = AtomicFile(path, durable=durable)
+        atomic = AtomicFile(path, durable=durable, expect=expect)
         try:
             copy_prefix(path, atomic.file, keep)
         except BaseException:
