@@ -182,6 +182,7 @@ class Source:
         self._bytes: memoryview | None = None
         self._whole: memoryview | None = None
         self._no_map = False
+        self._view: memoryview | None = None
         if isinstance(source, (bytes, bytearray, memoryview)):
             self._bytes = memoryview(source).cast("B")
             self.file: BinaryIO = io.BytesIO(self._bytes)
@@ -220,13 +221,13 @@ class Source:
             raise FormatError("container is truncated", path=self.name)
         return data
 
-    def peek(self, offset: int, size: int) -> bytes:
-        """A few bytes at ``offset``, copied from the mapping where there is one."""
-        whole = self._mapped() if size <= MAPPED_READ else None
-        if whole is None or offset < 0 or offset + size > self.size:
-            return self.read_at(offset, size)
-        start = self.base + offset
-        return bytes(whole[start : start + size])
+    def whole_view(self) -> memoryview | None:
+        """The source from its base on, as one read-only view, where it can be mapped."""
+        if self._view is None:
+            whole = self._mapped()
+            if whole is not None:
+                self._view = whole[self.base : self.base + self.size]
+        return self._view
 
     def readinto_at(self, offset: int, buffer: Any) -> None:
         """Fill ``buffer`` with the bytes at ``offset``; FormatError if the file is shorter."""
@@ -285,6 +286,7 @@ class Source:
         # An mmap with arrays still viewing it stays alive until they are gone.
         self._mmap = None
         self._whole = None
+        self._view = None
         if self._owned:
             self.file.close()
 
