@@ -205,7 +205,7 @@ class Writer:
             fmt, globals_ = "msgpack", []
         else:
             skeleton = pickle_skeleton(obj, collector.ref, collector.plain_view)
-            fmt, globals_ = "pickle", scan_globals(skeleton)
+            fmt, globals_ = "pickle", scan_globals(skeleton, own=True)
         self._write_leaves(collector, index)
         member = f"{META_DIR}/objects/{index}.{fmt}"
         hasher = _checksum.new_hasher(self._algorithm)
