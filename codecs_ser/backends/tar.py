@@ -21,6 +21,9 @@ import xxhash
 from .._files import COALESCE, AtomicFile, SeqWriter, Source, copy_prefix, identity
 from ..backend import MemberRef
 from ..errors import FormatError
+from . import _tarscan
+from ._tarscan import REGULAR as _REGULAR
+from ._tarscan import _number
 
 BLOCK = 512
 RECORD = 20 * BLOCK
@@ -28,24 +31,8 @@ MANIFEST = ".codecs_ser/manifest.msgpack"
 TRAILER = ".codecs_ser/trailer"
 TRAILER_MAGIC = b"CODECS_SER-TAIL\x00"
 _TRAILER = struct.Struct("<16sIQQQQ")  # magic, version, header off, data off, size, xxh3
-_SCAN_REGULAR = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
 #: How much of the file's tail is read to find the trailer.
 TAIL = 2 * RECORD + 4 * BLOCK
-
-
-#: Type flags of regular files (``\0`` is the pre-POSIX spelling, ``7`` contiguous).
-_REGULAR = (b"0", b"\0", b"7")
-
-
-def _header_number(field: bytes) -> int:
-    """A numeric header field: NUL/space-terminated octal, or GNU base-256."""
-    if field[:1] and field[0] & 0x80:
-        return int.from_bytes(field[1:], "big")
-    text = field.split(b"\0", 1)[0].strip()
-    try:
-        return int(text, 8) if text else 0
-    except ValueError:
-        return -1
 
 
 def _octal(value: int, width: int) -> bytes:
@@ -204,22 +191,21 @@ class TarReader:
             raise FormatError(f"unknown trailer version {version}", path=src.name)
         if not (0 <= header_off < data_off and data_off + size <= src.size):
             raise FormatError("trailer points outside the file", path=src.name)
+        header = src.read_at(data_off - BLOCK, BLOCK) if data_off >= BLOCK else b""
+        if header[: len(MANIFEST) + 1] != MANIFEST.encode() + b"\0":
+            return  # re-packed by another tool with the old trailer last: scan instead
         self._manifest_at = (header_off, data_off, size)
         self._manifest_hash = digest
 
     def _scan(self) -> None:
         """Index a tar without a trailer (re-packed by another tool) from its headers."""
         src = self._src
-        src.file.seek(src.base)
         index: dict[str, tuple[int, int]] = {}
-        try:
-            with tarfile.open(fileobj=src.file, mode="r:") as tf:
-                for info in tf:
-                    # Not isfile(): GNU sparse members' data is not their content.
-                    if info.type in _SCAN_REGULAR:
-                        index[info.name] = (info.offset_data - src.base, info.size)
-        except tarfile.TarError as e:
-            raise FormatError(f"not a readable tar container: {e}", path=src.name) from None
+        for member in _tarscan.scan(src):
+            # Regular files only: links, devices and GNU sparse members are not content.
+            if member.type in _REGULAR:
+                name = member.name[2:] if member.name.startswith("./") else member.name
+                index[name] = (member.offset, member.size)  # a later one wins, as in tar -x
         if MANIFEST not in index:
             raise FormatError("not a codecs_ser container: no manifest member", path=src.name)
         self._index = index
@@ -294,7 +280,7 @@ class TarReader:
                 path=self._src.name,
                 member=ref.name,
             )
-        size = _header_number(header[124:136])
+        size = _number(header[124:136])
         if size != ref.size and not (size == 0 and ref.size >= 8**11):  # pax gives big sizes
             raise FormatError(
                 f"the tar header gives this member {size} bytes, the manifest {ref.size}",
@@ -321,13 +307,7 @@ class TarReader:
         return self._src.map(self._locate(ref), ref.size)
 
     def member_names(self) -> list[str]:
-        src = self._src
-        src.file.seek(src.base)
-        try:
-            with tarfile.open(fileobj=src.file, mode="r:") as tf:
-                return [info.name for info in tf]
-        except tarfile.TarError as e:
-            raise FormatError(f"not a readable tar container: {e}", path=src.name) from None
+        return [member.name for member in _tarscan.scan(self._src)]
 
     def close(self) -> None:
         self._src.close()
