@@ -20,17 +20,29 @@ def _size(n: int) -> str:
     raise AssertionError("unreachable")
 
 
+def _clean(text: str) -> str:
+    """The text with control characters escaped: names and versions come from the file,
+    and a terminal must not obey escape sequences planted in them."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+def _say(*parts: object, file: Any = None) -> None:
+    print(_clean(" ".join(map(str, parts))), file=file or sys.stdout)
+
+
 def _inspect(path: str) -> int:
     with _api.open(path) as c:
         writer = c.writer
-        print(
+        _say(
             f"{path}: codecs_ser format {c.format_version}, backend {c.backend}, "
             f"written by codecs_ser {writer.get('codecs_ser')} on Python {writer.get('python')}"
         )
         for name in c.objects:
-            print(f"object {name!r}: {c.skeleton_format(name)} skeleton")
+            _say(f"object {name!r}: {c.skeleton_format(name)} skeleton")
         if c.metadata:
-            print(f"metadata: {c.metadata}")
+            _say(f"metadata: {c.metadata}")
         rows = [("name", "codec", "dtype", "shape", "size")]
         total = 0
         for name, entry in c.entries.items():
@@ -44,19 +56,19 @@ def _inspect(path: str) -> int:
             rows.append((name, entry.codec, str(entry.dtype), shape, _size(entry.nbytes)))
         widths = [max(len(r[i]) for r in rows) for i in range(5)]
         for r in rows:
-            print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)).rstrip())
-        print(f"{len(rows) - 1} entries, {_size(total)} of array data")
+            _say("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)).rstrip())
+        _say(f"{len(rows) - 1} entries, {_size(total)} of array data")
     return 0
 
 
 def _verify(path: str) -> int:
     problems = _api.verify(path)
     if not problems:
-        print(f"{path}: OK, every checksum matches")
+        _say(f"{path}: OK, every checksum matches")
         return 0
     for member, problem in problems:
-        print(f"{member}: {problem}")
-    print(f"{path}: {len(problems)} problem(s)")
+        _say(f"{member}: {problem}")
+    _say(f"{path}: {len(problems)} problem(s)")
     return 1
 
 
@@ -69,7 +81,7 @@ def _plugins() -> int:
     )
     for kind, specs in tables:
         for key, spec in sorted(specs.items()):
-            print(f"{kind:8s} {key:24s} {spec.impl}  ({spec.dist or 'registered in code'})")
+            _say(f"{kind:8s} {key:24s} {spec.impl}  ({spec.dist or 'registered in code'})")
     return 0
 
 
@@ -90,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _verify(args.file)
         return _plugins()
     except (CodecsSerError, OSError) as e:
-        print(f"codecs-ser: error: {e}", file=sys.stderr)
+        _say(f"codecs-ser: error: {e}", file=sys.stderr)
         return 2
 
 

@@ -588,3 +588,16 @@ def test_decode_error_is_a_format_error_naming_the_entry(tmp_path: Path) -> None
     assert info.value.member == "deg"
     assert "test.baddecode" in str(info.value)
     assert isinstance(info.value.__cause__, ValueError)
+
+
+def test_cli_escapes_control_characters_from_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from codecs_ser import _cli
+
+    target = tmp_path / "c.tar"
+    codecs_ser.dump({"a": np.arange(3)}, target, metadata={"note": "\x1b]0;owned\x07"})
+    assert _cli.main(["inspect", os.fspath(target)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert _cli._clean("ok ünï\x1b[2J\n") == "ok ünï\\x1b[2J\\n"
