@@ -14,7 +14,6 @@ import numpy as np
 from . import _checksum
 from ._container import Reader, Writer, check_metadata
 from ._manifest import EntryInfo, EntryMap, Manifest, parse_manifest
-from ._safe_pickle import normalize_trusted, scan_globals
 from .backend import ContainerReader, Source, Target
 from .errors import CodecsSerError, FormatError, UsageError
 from .registry import Registry, default_registry
@@ -92,7 +91,7 @@ def dump(
         writer.abort()
         if isinstance(e, OSError) and _is_path(target):
             e.add_note(
-                f"codecs_ser: the dump to {os.fspath(target)!r} was abandoned; what was there "
+                f"codecs_ser: the dump to {os.fspath(target)!r} was abandoned; what was there "  # type: ignore[arg-type]
                 "before is unchanged"
             )
         raise
@@ -248,6 +247,8 @@ class Container:
         map_location: Any = None,
     ) -> Any:
         """The named object (the first one by default); see :func:`codecs_ser.load`."""
+        from ._safe_pickle import normalize_trusted
+
         normalize_trusted(trusted)  # a bad argument fails the same for every skeleton
         index = self._object_index(name)
         reader = self._reader_for(mmap=mmap, verify=verify, map_location=map_location)
@@ -282,6 +283,8 @@ class Container:
         for i in indices:
             obj = self._manifest.objects[i]
             if obj.skeleton_format == "pickle":
+                from ._safe_pickle import scan_globals
+
                 found.update(scan_globals(reader.read_skeleton(obj)))
         return sorted(found)
 

@@ -29,7 +29,6 @@ from ._manifest import (
     pack_manifest,
 )
 from ._npy import build_header, descr_of, parse_header
-from ._safe_pickle import scan_globals, unpickle_skeleton
 from ._skeleton import pack_msgpack, pickle_skeleton, unpack_msgpack
 from ._version import __version__
 from ._walk import Leaf, LeafCollector, escape_component
@@ -205,6 +204,8 @@ class Writer:
             fmt, globals_ = "msgpack", []
         else:
             skeleton = pickle_skeleton(obj, collector.ref, collector.plain_view)
+            from ._safe_pickle import scan_globals
+
             fmt, globals_ = "pickle", scan_globals(skeleton, own=True)
         self._write_leaves(collector, index)
         member = f"{META_DIR}/objects/{index}.{fmt}"
@@ -725,6 +726,8 @@ class Reader:
         resolve = self._resolver(obj_index)
         if obj.skeleton_format == "msgpack":
             return unpack_msgpack(data, resolve)
+        from ._safe_pickle import unpickle_skeleton  # imported when a pickle is met
+
         return unpickle_skeleton(data, resolve, trusted=trusted, source=self.m.source)
 
     def _resolver(self, obj_index: int) -> Any:

@@ -82,10 +82,14 @@ _HASH_RANDOMIZED = (str, bytes)
 _EXPONENT = re.compile(r"[eE]\s*[+-]?([\d_]+)")
 
 
-class _Guarded(pickle._Unpickler):  # type: ignore[name-defined,misc]
+#: The pure-Python unpickler (not in the typing stubs, hence Any).
+_PyUnpickler: Any = getattr(pickle, "_Unpickler")  # noqa: B009
+
+
+class _Guarded(_PyUnpickler):
     """The pure-Python unpickler with hash-flooding checks on dicts and sets."""
 
-    dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+    dispatch = dict(_PyUnpickler.dispatch)
 
     def __init__(self, data: bytes) -> None:
         super().__init__(io.BytesIO(data))
@@ -463,7 +467,7 @@ def unpickle_skeleton(
     """Unpickle a skeleton, refusing (before running anything) globals that are not allowed."""
     trusted_all, names = normalize_trusted(trusted)
     if trusted_all:
-        unpickler: pickle.Unpickler = _TrustedUnpickler(data, resolve_leaf)
+        unpickler: Any = _TrustedUnpickler(data, resolve_leaf)
     else:
         refused = disallowed_globals(scan_globals(data), names)
         if refused:

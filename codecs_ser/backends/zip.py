@@ -261,10 +261,10 @@ class ZipReader:
             if fields[0] != 0x04034B50:
                 raise FormatError("bad local header", path=self._src.name, member=info.filename)
             data = info.header_offset + _LOCAL.size + fields[9] + fields[10]
-            name = self._src.read_at(info.header_offset + _LOCAL.size, fields[9])
-            if (
-                name.decode("utf-8", "replace") != info.filename
-                and name.decode("cp437", "replace") != info.filename
+            local_name = self._src.read_at(info.header_offset + _LOCAL.size, fields[9])
+            if info.filename not in (
+                local_name.decode("utf-8", "replace"),
+                local_name.decode("cp437", "replace"),
             ):
                 raise FormatError(
                     "local header names another member than the zip directory",
