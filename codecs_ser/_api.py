@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import io
 import os
 import stat
@@ -14,7 +15,7 @@ import numpy as np
 from . import _checksum
 from ._container import Reader, Writer, check_metadata
 from ._manifest import EntryInfo, EntryMap, Manifest, parse_manifest
-from .backend import ContainerReader, Source, Target
+from .backend import ContainerReader, MemberRef, Source, Target
 from .errors import CodecsSerError, FormatError, UsageError
 from .registry import Registry, default_registry
 
@@ -309,6 +310,19 @@ class Container:
                     reader.read_array(blob, entry=entry.name)
                 except CodecsSerError as e:
                     problems.append((blob.member, str(e)))
+        index_problems = getattr(self._reader, "index_problems", None)
+        if index_problems is not None:
+            # What tar -x or unzip would extract must be what was just checked.
+            refs = [
+                MemberRef(
+                    o.skeleton_ref["member"], o.skeleton_ref["offset"], o.skeleton_ref["size"]
+                )
+                for o in m.objects
+            ]
+            for i in range(len(m.names)):
+                with contextlib.suppress(CodecsSerError):  # reported above
+                    refs.extend(MemberRef(b.member, b.offset, b.size) for b in m.entry(i).blobs)
+            problems.extend(index_problems(refs))
         return problems
 
     def close(self) -> None:

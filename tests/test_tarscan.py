@@ -95,3 +95,30 @@ def test_links_are_not_members(tmp_path: Path) -> None:
                 dst.addfile(member, src.extractfile(member))
     with pytest.raises(FormatError, match="missing"):
         codecs_ser.load_arrays(tmp_path / "r.tar")
+
+
+def test_verify_reports_a_zip_directory_that_disagrees_with_the_manifest(tmp_path: Path) -> None:
+    target = tmp_path / "c.zip"
+    codecs_ser.dump({"a": np.arange(5)}, target)
+    data = bytearray(target.read_bytes())
+    at = data.rindex(b"a.npy")  # the central directory comes last
+    data[at : at + 5] = b"b.npy"
+    target.write_bytes(bytes(data))
+    assert codecs_ser.load(target)["a"].tolist() == list(range(5))  # read by the manifest
+    assert codecs_ser.verify(target) == [("a.npy", "not in the zip directory")]
+
+
+def test_verify_reports_a_tar_entry_that_disagrees_with_the_manifest(tmp_path: Path) -> None:
+    target = tmp_path / "c.tar"
+    codecs_ser.dump({"a": np.arange(5), "b": np.arange(5)}, target)
+    data = bytearray(target.read_bytes())
+    at = data.index(b"b.npy")  # the header of b.npy: rename it to c.npy, checksum fixed
+    data[at : at + 5] = b"c.npy"
+    header = data[at : at + 512]
+    header[148:156] = b" " * 8
+    data[at + 148 : at + 156] = b"%06o\0 " % sum(header)
+    target.write_bytes(bytes(data))
+    with pytest.raises(FormatError, match="names another member"):
+        codecs_ser.load(target)
+    problems = codecs_ser.verify(target)
+    assert ("b.npy", "no regular tar entry of this name") in problems

@@ -309,6 +309,21 @@ class TarReader:
     def member_names(self) -> list[str]:
         return [member.name for member in _tarscan.scan(self._src)]
 
+    def index_problems(self, refs: list[MemberRef]) -> list[tuple[str, str]]:
+        """Members whose tar entry (as ``tar -x`` sees it: the last of a name) is not the
+        regular file of the manifest's offset and size."""
+        index = {m.name.removeprefix("./"): m for m in _tarscan.scan(self._src)}
+        problems = []
+        for ref in refs:
+            found = index.get(ref.name)
+            if found is None or found.type not in _REGULAR:
+                problems.append((ref.name, "no regular tar entry of this name"))
+            elif found.size != ref.size or (
+                self._index is None and ref.offset is not None and found.offset != ref.offset
+            ):
+                problems.append((ref.name, "the tar entry of this name holds other bytes"))
+        return problems
+
     def close(self) -> None:
         self._src.close()
 

@@ -256,12 +256,14 @@ class ZipReader:
                     path=self._src.name,
                     member=info.filename,
                 )
-            local = self._src.read_at(info.header_offset, _LOCAL.size)
+            # zipfile counts from the start of the file object; this source from its base.
+            header_at = info.header_offset - self._src.base
+            local = self._src.read_at(header_at, _LOCAL.size)
             fields = _LOCAL.unpack(local)
             if fields[0] != 0x04034B50:
                 raise FormatError("bad local header", path=self._src.name, member=info.filename)
-            data = info.header_offset + _LOCAL.size + fields[9] + fields[10]
-            local_name = self._src.read_at(info.header_offset + _LOCAL.size, fields[9])
+            data = header_at + _LOCAL.size + fields[9] + fields[10]
+            local_name = self._src.read_at(header_at + _LOCAL.size, fields[9])
             if info.filename not in (
                 local_name.decode("utf-8", "replace"),
                 local_name.decode("cp437", "replace"),
@@ -282,7 +284,7 @@ class ZipReader:
                     "member lies outside the file", path=self._src.name, member=info.filename
                 )
             index[info.filename] = (data, info.file_size)
-            spans.append((info.header_offset, data + info.file_size, info.filename))
+            spans.append((header_at, data + info.file_size, info.filename))
         spans.sort()
         for (_, end, _), (start, _, name) in itertools.pairwise(spans):
             if start < end:
@@ -332,6 +334,32 @@ class ZipReader:
 
     def map_member(self, ref: MemberRef) -> memoryview | None:
         return self._src.map(self._locate(ref), ref.size)
+
+    def index_problems(self, refs: list[MemberRef]) -> list[tuple[str, str]]:
+        """Members whose zip directory entry (what ``unzip`` extracts) is not a stored
+        member at the manifest's offset with the manifest's size."""
+        infos: dict[str, zipfile.ZipInfo] = {}
+        problems: list[tuple[str, str]] = []
+        for info in self._infos():
+            if info.filename in infos:
+                problems.append((info.filename, "the zip directory lists this name twice"))
+            infos[info.filename] = info
+        for ref in refs:
+            found = infos.get(ref.name)
+            if found is None:
+                problems.append((ref.name, "not in the zip directory"))
+                continue
+            info = found
+            header_at = info.header_offset - self._src.base
+            local = _LOCAL.unpack(self._src.read_at(header_at, _LOCAL.size))
+            data = header_at + _LOCAL.size + local[9] + local[10]
+            if (
+                info.compress_type != zipfile.ZIP_STORED
+                or info.file_size != ref.size
+                or (self._index is None and ref.offset is not None and data != ref.offset)
+            ):
+                problems.append((ref.name, "the zip entry of this name holds other bytes"))
+        return problems
 
     def member_names(self) -> list[str]:
         return [info.filename for info in self._infos()]
