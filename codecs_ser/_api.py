@@ -273,7 +273,12 @@ class Container:
                 continue
             prefix = m.objects[entry.object].prefix if only is not None else ""
             for blob in entry.blobs:
-                out[_strip(blob.name, prefix)] = reader.read_array(blob, entry=entry.name)
+                key = _strip(blob.name, prefix)
+                if key in out:
+                    raise FormatError(
+                        "two arrays of the container have one name", path=m.source, member=key
+                    )
+                out[key] = reader.read_array(blob, entry=entry.name)
         return out
 
     def audit(self, name: str | None = None) -> list[str]:

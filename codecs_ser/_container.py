@@ -644,10 +644,19 @@ class Reader:
         return value
 
     def _decode(self, entry: EntryInfo) -> Any:
-        if entry.codec == NDARRAY_CODEC and isinstance(entry.meta.get("view"), dict):
+        if (
+            entry.codec == NDARRAY_CODEC
+            and isinstance(entry.meta.get("view"), dict)
+            and entry.codec_version == 1
+        ):
             return self._decode_view(entry)
         codec = self._registry.get_codec(entry.codec, entry=entry.name, dist=entry.dist)
-        if type(codec) is NdarrayCodec and not entry.meta and len(entry.blobs) == 1:
+        if (
+            type(codec) is NdarrayCodec
+            and not entry.meta
+            and len(entry.blobs) == 1
+            and entry.codec_version == 1
+        ):
             return self.read_array(entry.blobs[0], entry=entry.name)  # what its decode returns
         if entry.codec_version > codec.codec_version:
             raise FormatError(
@@ -690,9 +699,19 @@ class Reader:
             )
         base = self.entry_value(base_index)
         blob = entry.blobs[0]
-        return _make_view(
+        result = _make_view(
             base, blob.dtype, blob.shape, tuple(strides), offset, self.m.source, entry.name
         )
+        # The view must show exactly the bytes stored for it (what readers that know
+        # nothing of views get): otherwise the file would mean two different arrays.
+        own = self.read_array(blob, entry=entry.name)
+        if result.tobytes() != own.tobytes():
+            raise FormatError(
+                "view entry shows other values than the bytes stored for it",
+                path=self.m.source,
+                member=entry.name,
+            )
+        return result
 
     # -- objects -----------------------------------------------------------------
 

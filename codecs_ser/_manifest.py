@@ -7,6 +7,7 @@ to a list of their names, so opening a container with 20,000 entries unpacks
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeGuard
@@ -80,6 +81,18 @@ class EntryInfo(NamedTuple):
         return sum(b.nbytes for b in self.blobs)
 
 
+#: A member or entry name: relative POSIX components, none empty or starting with ".",
+#: no backslash, no C0 control character (docs/format.md section 1).
+_COMPONENT = r"(?!\.)[^/\\\x00-\x1f\x7f]+"
+_NAME = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+_SKELETON_MEMBER = re.compile(r"\.codecs_ser/objects/(0|[1-9][0-9]{0,8})\.(msgpack|pickle)")
+
+
+def valid_name(name: str) -> bool:
+    """Whether ``name`` follows the member-name rules (safe to use as a relative path)."""
+    return _NAME.fullmatch(name) is not None
+
+
 def _fail(msg: str, path: str | None, member: str | None = None) -> FormatError:
     return FormatError(f"bad manifest: {msg}", path=path, member=member)
 
@@ -127,6 +140,10 @@ def parse_blob(raw: Any, source: str | None, entry: str, primary: bool) -> BlobI
     for n in shape:
         if type(n) is not int or n < 0:
             raise _fail("blob shape is not a list of non-negative integers", source, entry)
+    if not member.endswith(".npy") or _NAME.fullmatch(member) is None:
+        raise _fail(f"blob member name {member!r} breaks the naming rules", source, entry)
+    if name is not None and _NAME.fullmatch(name) is None:
+        raise _fail(f"blob name {name!r} breaks the naming rules", source, entry)
     try:
         dtype = dtype_from_descr(descr)
     except FormatError as e:
@@ -148,6 +165,10 @@ def parse_entry(raw_bytes: Any, index: int, name: str, source: str | None) -> En
         raw = msgpack.unpackb(raw_bytes, raw=False)
     except Exception as e:
         raise _fail(f"entry is not valid msgpack ({type(e).__name__})", source, name) from None
+    if _NAME.fullmatch(name) is None:
+        raise _fail(
+            "entry name breaks the naming rules (a path outside the container?)", source, name
+        )
     if type(raw) is not list or len(raw) < _NE:
         raise _fail("entry record is not a list of the entry fields", source, name)
     obj, path, codec, version, dist, device, meta, blobs_raw = raw[:_NE]
@@ -208,6 +229,9 @@ def _parse_object(raw: Any, source: str | None) -> ObjectInfo:
     )
     if not isinstance(member, str) or not isinstance(checksum, str):
         raise _fail("skeleton member or checksum has a bad type", source)
+    found = _SKELETON_MEMBER.fullmatch(member)
+    if found is None or found.group(2) != fmt:
+        raise _fail(f"skeleton member name {member!r} breaks the naming rules", source)
     if not (offset is None or (_is_int(offset) and offset >= 0)) or not (
         _is_int(size) and size >= 0
     ):

@@ -9,6 +9,7 @@ implies; only a header that differs is parsed, with numpy's literal parser.
 from __future__ import annotations
 
 import ast
+import reprlib
 import struct
 from functools import lru_cache
 from typing import Any, cast
@@ -29,6 +30,11 @@ def descr_of(dtype: np.dtype) -> Any:
     return _to_lists(npformat.dtype_to_descr(dtype))
 
 
+def _short(value: Any) -> str:
+    """A bounded repr: values from a file may be huge, or shared and exponentially deep."""
+    return reprlib.repr(value)
+
+
 def _to_lists(descr: Any) -> Any:
     if isinstance(descr, str):
         return descr
@@ -42,24 +48,34 @@ def _to_lists(descr: Any) -> Any:
     return out
 
 
-def _to_tuples(descr: Any, depth: int = 0) -> Any:
+#: Fields a dtype description may hold in all (a description unpickled from a
+#: file may share sub-lists, so it could otherwise expand to billions).
+MAX_FIELDS = 1 << 16
+
+
+def _to_tuples(descr: Any, depth: int = 0, seen: list[int] | None = None) -> Any:
     if depth > 32:
         raise FormatError("dtype description is nested too deeply")
     if isinstance(descr, str):
         return descr
     if not isinstance(descr, list) or not descr:
-        raise FormatError(f"bad dtype description {descr!r}")
+        raise FormatError(f"bad dtype description {_short(descr)}")
+    if seen is None:
+        seen = [0]
+    seen[0] += len(descr)
+    if seen[0] > MAX_FIELDS:
+        raise FormatError(f"dtype description has more than {MAX_FIELDS} fields")
     out = []
     for field in descr:
         if not isinstance(field, list) or len(field) not in (2, 3):
-            raise FormatError(f"bad dtype field {field!r}")
+            raise FormatError(f"bad dtype field {_short(field)}")
         name = tuple(field[0]) if isinstance(field[0], list) else field[0]
-        item: tuple[Any, ...] = (name, _to_tuples(field[1], depth + 1))
+        item: tuple[Any, ...] = (name, _to_tuples(field[1], depth + 1, seen))
         if len(field) == 3:
             if not isinstance(field[2], list) or not all(
                 isinstance(n, int) and 0 <= n < 1 << 31 for n in field[2]
             ):
-                raise FormatError(f"bad subarray shape in dtype field {field!r}")
+                raise FormatError(f"bad subarray shape in dtype field {_short(field)}")
             item += (tuple(field[2]),)
         out.append(item)
     return out
@@ -77,7 +93,7 @@ def dtype_from_descr(descr: Any, *, allow_object: bool = False) -> np.dtype:
     except FormatError:
         raise
     except Exception as e:
-        raise FormatError(f"bad dtype description {descr!r}: {e}") from None
+        raise FormatError(f"bad dtype description {_short(descr)}: {e}") from None
     if dtype.hasobject and not allow_object:
         raise FormatError("object dtypes are never stored as blobs")
     return dtype
@@ -88,7 +104,7 @@ def _simple_dtype(descr: str) -> np.dtype:
     try:
         dtype = npformat.descr_to_dtype(cast(Any, descr))
     except Exception as e:
-        raise FormatError(f"bad dtype description {descr!r}: {e}") from None
+        raise FormatError(f"bad dtype description {_short(descr)}: {e}") from None
     if dtype.hasobject:
         raise FormatError("object dtypes are never stored as blobs")
     return dtype

@@ -19,6 +19,7 @@ import collections
 import io
 import pickle
 import re
+import struct
 from collections import Counter
 from collections.abc import Callable, Iterable
 from decimal import Decimal
@@ -92,18 +93,52 @@ class _Guarded(_PyUnpickler):
     dispatch = dict(_PyUnpickler.dispatch)
 
     def __init__(self, data: bytes) -> None:
-        super().__init__(io.BytesIO(data))
-        self._max_colliding = get_limits().max_colliding_keys
+        self._stream = io.BytesIO(data)
+        super().__init__(self._stream)
+        limits = get_limits()
+        self._max_colliding = limits.max_colliding_keys
         self._hashes: dict[int, Counter[int]] = {}
+        # Hashing a tuple visits every element, and shared sub-tuples make a tuple of a
+        # few bytes expand to 2**60 elements: what keys expand to is charged here.
+        self._hash_budget = 8 * len(data) + limits.max_pickle_alloc
+        self._sizes: dict[int, tuple[Any, int]] = {}
+
+    def _expanded(self, obj: Any) -> int:
+        """How many elements hashing ``obj`` visits (shared sub-tuples counted each time)."""
+        if type(obj) is not tuple:
+            return 1
+        memo = self._sizes
+        stack: list[tuple[Any, bool]] = [(obj, False)]
+        while stack:
+            node, children_done = stack.pop()
+            if id(node) in memo:
+                continue
+            if children_done:
+                total = 1
+                for child in node:
+                    total += memo.get(id(child), (None, 1 << 62))[1] if type(child) is tuple else 1
+                memo[id(node)] = (node, min(total, 1 << 62))  # keeps node alive: ids stay unique
+            else:
+                stack.append((node, True))
+                stack.extend((c, False) for c in node if type(c) is tuple and id(c) not in memo)
+        return memo[id(obj)][1]
 
     def _check_keys(self, target: Any, keys: Iterable[Any]) -> None:
-        """Refuse keys that pile up on one hash (a quadratic build), counted per target."""
+        """Refuse keys that pile up on one hash (a quadratic build), counted per target,
+        and keys whose hashing would take forever."""
         counts = None
         for key in keys:
             if type(key) in _HASH_RANDOMIZED:
                 continue
             if counts is None:
                 counts = self._hashes.setdefault(id(target), Counter())
+            self._hash_budget -= self._expanded(key)
+            if self._hash_budget < 0:
+                raise FormatError(
+                    "the pickle's dict keys or set items would take too long to hash (shared "
+                    "tuples expanding to billions of elements); if you trust this file, raise "
+                    "codecs_ser.limits(max_pickle_alloc=...)"
+                )
             try:
                 h = hash(key)
             except TypeError:
@@ -133,6 +168,13 @@ class _Guarded(_PyUnpickler):
         self._check_keys(object(), self.stack)
         super().load_frozenset()
 
+    def load_frame(self) -> None:
+        # The standard unpickler accepts a frame that claims more bytes than remain.
+        (size,) = struct.unpack("<Q", self.read(8))
+        if size > len(self._stream.getbuffer()) - self._stream.tell():
+            raise FormatError("pickle frame claims more bytes than the pickle holds")
+        self._unframer.load_frame(size)
+
     def _extension(self, code: int) -> None:
         # The standard unpickler serves extension codes from a cache filled by
         # earlier (possibly trusted) loads; go through find_class every time.
@@ -153,6 +195,7 @@ class _Guarded(_PyUnpickler):
         self._extension(int.from_bytes(self.read(4), "little", signed=True))
 
     for _op, _name in (
+        (pickle.FRAME, "load_frame"),
         (pickle.SETITEM, "load_setitem"),
         (pickle.SETITEMS, "load_setitems"),
         (pickle.ADDITEMS, "load_additems"),
@@ -307,6 +350,17 @@ def _built_size(value: Any) -> int:
     return 8 * n
 
 
+def _keys_of(func: type, source: Any) -> list[Any]:
+    """What ``func(source)`` would hash: the items, or for a dict the first of each pair."""
+    if isinstance(source, dict):
+        return list(source)
+    if not isinstance(source, (list, tuple, set, frozenset, collections.deque)):
+        return []  # str, bytes, range: their items are hashed fast
+    if issubclass(func, dict) and not issubclass(func, collections.Counter):
+        return [k[0] for k in source if isinstance(k, (tuple, list)) and k]
+    return list(source)
+
+
 def _as_count(value: Any) -> int | None:
     """An int argument (bool aside), which ``bytes(n)`` and friends treat as a size."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
@@ -394,6 +448,14 @@ class _RestrictedUnpickler(_Guarded):
             return  # the core's checked constructors, or callables the user trusted
         values = (*args, *kwargs.values())
         cost = 0
+        if issubclass(func, (str, np.generic)) and any(
+            not isinstance(a, (str, bytes, bytearray, int, float)) for a in values
+        ):
+            # str() of a container is its repr, which shared sub-lists make exponential.
+            raise FormatError(
+                f"the pickle converts a container to {func.__name__}: refused, as its text "
+                "can be exponentially long"
+            )
         if issubclass(func, (bytes, bytearray, str, np.generic)):
             for a in values:
                 n = _as_count(a)
@@ -401,11 +463,8 @@ class _RestrictedUnpickler(_Guarded):
         elif issubclass(func, _CONTAINERS):
             for a in values:
                 cost += _built_size(a)
-            if issubclass(func, (set, frozenset, dict)) and args and isinstance(args[0], list):
-                items = args[0]
-                if issubclass(func, dict):
-                    items = [k[0] for k in items if isinstance(k, tuple) and k]
-                self._check_keys(object(), items)
+            if issubclass(func, (set, frozenset, dict)) and args:
+                self._check_keys(object(), _keys_of(func, args[0]))
         if issubclass(func, (int, Fraction, Decimal)):
             _check_number(func, args)
         self._spend(cost)

@@ -183,7 +183,10 @@ def _as_subclass(data: np.ndarray, cls: type, attrs: dict[str, Any] | None = Non
     if not (isinstance(cls, type) and issubclass(cls, np.ndarray)) or not (
         attrs is None or isinstance(attrs, dict)
     ):
-        raise FormatError(f"{cls!r} is not an ndarray subclass")
+        name = getattr(cls, "__qualname__", type(cls).__name__)
+        raise FormatError(
+            f"the skeleton asks to view an array as {name}, which is not an ndarray subclass"
+        )
     out = data.view(cls)
     if attrs:
         out.__dict__.update(attrs)

@@ -14,6 +14,7 @@ import numpy as np
 
 from .._npy import descr_of
 from ..codec import CodecBase, DecodeContext, Encoded
+from ..errors import FormatError
 
 
 @lru_cache(maxsize=1024)
@@ -45,8 +46,11 @@ class NdarrayCodec(CodecBase):
 
     def decode(self, encoded: Encoded, ctx: DecodeContext) -> Any:
         data = encoded.arrays["data"]
-        if encoded.meta.get("type") == "recarray":
+        kind = encoded.meta.get("type")
+        if kind == "recarray":
             return data.view(np.recarray)
+        if kind is not None:
+            raise FormatError(f"unknown ndarray type {kind!r} in the entry's meta")
         return data
 
 
@@ -63,7 +67,10 @@ class ScalarCodec(CodecBase):
         return Encoded(arrays={"data": np.asarray(obj)})
 
     def decode(self, encoded: Encoded, ctx: DecodeContext) -> Any:
-        return encoded.arrays["data"][()]
+        data = encoded.arrays["data"]
+        if data.ndim != 0:
+            raise FormatError(f"a numpy scalar is stored as a 0-d array, not of shape {data.shape}")
+        return data[()]
 
 
 class MaskedArrayCodec(CodecBase):
@@ -88,12 +95,23 @@ class MaskedArrayCodec(CodecBase):
 
     def decode(self, encoded: Encoded, ctx: DecodeContext) -> Any:
         arrays = encoded.arrays
+        data = arrays["data"]
         mask = arrays.get("mask", np.ma.nomask)
         fill = arrays.get("fill_value")
+        hard = encoded.meta.get("hard_mask", False)
+        if mask is not np.ma.nomask and (mask.dtype != np.bool_ or mask.shape != data.shape):
+            raise FormatError(
+                f"mask of dtype {mask.dtype} and shape {mask.shape} does not fit data of shape "
+                f"{data.shape}"
+            )
+        if fill is not None and fill.ndim != 0:
+            raise FormatError("a masked array's fill value is stored as a 0-d array")
+        if type(hard) is not bool:
+            raise FormatError("hard_mask is not a bool")
         return np.ma.MaskedArray(
-            arrays["data"],
+            data,
             mask=mask,
             fill_value=None if fill is None else cast(Any, fill[()]),
-            hard_mask=bool(encoded.meta.get("hard_mask", False)),
+            hard_mask=hard,
             copy=False,
         )
