@@ -323,7 +323,45 @@ class ZipReader:
             raise FormatError(
                 "manifest gives no offset for member", path=self._src.name, member=ref.name
             )
+        self._check_local_header(ref, ref.offset)
         return ref.offset
+
+    def _check_local_header(self, ref: MemberRef, data: int) -> None:
+        """The local header in front of a member's data must name that member, stored, of
+        the manifest's size, so that ``unzip`` and codecs_ser read the same bytes for it.
+
+        The writer ends every local header with the alignment field ``0xD935`` and its
+        zero padding, which is how the header is found from the data's offset.
+        """
+        raw = ref.name.encode("utf-8")
+        zip64 = 20 if ref.size >= U32 else 0
+        span = _LOCAL.size + len(raw) + zip64 + 6 + ALIGN
+        start = max(0, data - span)
+        whole = self._src.whole_view()
+        window = (
+            bytes(whole[start:data])
+            if whole is not None
+            else self._src.read_at(start, data - start)
+        )
+        ext = window.rfind(b"\x35\xd9", max(0, len(window) - 6 - ALIGN))
+        header = ext - zip64 - len(raw) - _LOCAL.size
+        ok = ext >= 0 and header >= 0
+        if ok:
+            fields = _LOCAL.unpack_from(window, header)
+            ok = (
+                fields[0] == 0x04034B50
+                and fields[3] == 0  # stored
+                and fields[9] == len(raw)
+                and header + _LOCAL.size + fields[9] + fields[10] == len(window)
+                and window[header + _LOCAL.size : header + _LOCAL.size + len(raw)] == raw
+                and (zip64 > 0 or fields[7] == fields[8] == ref.size)
+            )
+        if not ok:
+            raise FormatError(
+                "the zip local header before this member's data does not describe it",
+                path=self._src.name,
+                member=ref.name,
+            )
 
     def open_member(self, ref: MemberRef) -> BinaryIO:
         return self._src.range(self._locate(ref), ref.size)  # type: ignore[return-value]
