@@ -435,7 +435,14 @@ def add(
         algorithm = (
             manifest.checksum if manifest.checksum in _checksum.ALGORITHMS else _checksum.DEFAULT
         )
-        writer = registry.get_backend(backend_id).append(os.fspath(path), durable=durable)
+        try:
+            writer = registry.get_backend(backend_id).append(os.fspath(path), durable=durable)
+        except OSError as e:
+            e.add_note(
+                f"codecs_ser: the add to {os.fspath(path)!r} was abandoned; the container "
+                "is unchanged"
+            )
+            raise
         try:
             w = Writer(
                 writer, registry, checksum=algorithm, existing=manifest, existing_reader=reader

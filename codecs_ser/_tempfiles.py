@@ -60,6 +60,8 @@ def _create_locked(path: str, tag: str, make: Callable[[str], int]) -> tuple[str
     for _ in range(16):
         tmp = temp_name(path, tag)
         fd = make(tmp)
+        if fd < 0:
+            continue
         # Between creating and locking, a sweeper may have taken it for a dead writer's.
         if _lock(fd) and _still_named(fd, tmp):
             return tmp, fd
@@ -82,7 +84,10 @@ def create_folder(path: str, tag: str = "tmp") -> tuple[str, int]:
 
     def make(tmp: str) -> int:
         os.mkdir(tmp)
-        return os.open(tmp, os.O_RDONLY)
+        try:
+            return os.open(tmp, os.O_RDONLY)
+        except FileNotFoundError:
+            return -1  # a sweeper took it for a dead writer's before it was locked
 
     return _create_locked(path, tag, make)
 

@@ -380,10 +380,14 @@ def sweep_container(root: str, manifest: bytes) -> None:
             for line in b"".join(chunks).decode("utf-8", "surrogateescape").splitlines():
                 if line in keep:
                     continue
-                with contextlib.suppress(FormatError, OSError):
+                try:
                     path = safe_member_path(root, line)
-                    os.unlink(path)
-                    folder = os.path.dirname(path)
+                except FormatError:
+                    continue
+                with contextlib.suppress(OSError):
+                    os.unlink(path)  # may never have been created: killed in makedirs
+                folder = os.path.dirname(path)
+                with contextlib.suppress(OSError):
                     while os.path.abspath(folder) != os.path.abspath(root):
                         os.rmdir(folder)  # only while empty: raises otherwise
                         folder = os.path.dirname(folder)

@@ -27,6 +27,8 @@ from ..errors import FormatError
 
 MANIFEST = ".codecs_ser/manifest.msgpack"
 ALIGN = 64
+#: Extra-field bytes a reader searches over to find a member's local header.
+_MAX_EXTRA = 1024
 U32 = 0xFFFFFFFF
 U16 = 0xFFFF
 _LOCAL = struct.Struct("<IHHHHHIIIHH")
@@ -330,38 +332,39 @@ class ZipReader:
         """The local header in front of a member's data must name that member, stored, of
         the manifest's size, so that ``unzip`` and codecs_ser read the same bytes for it.
 
-        The writer ends every local header with the alignment field ``0xD935`` and its
-        zero padding, which is how the header is found from the data's offset.
+        It is found by its signature, searching back from the data over at most
+        ``_MAX_EXTRA`` bytes of extra fields (the writer puts about 70).
         """
         raw = ref.name.encode("utf-8")
-        zip64 = 20 if ref.size >= U32 else 0
-        span = _LOCAL.size + len(raw) + zip64 + 6 + ALIGN
-        start = max(0, data - span)
+        start = max(0, data - _LOCAL.size - len(raw) - _MAX_EXTRA)
         whole = self._src.whole_view()
         window = (
             bytes(whole[start:data])
             if whole is not None
             else self._src.read_at(start, data - start)
         )
-        ext = window.rfind(b"\x35\xd9", max(0, len(window) - 6 - ALIGN))
-        header = ext - zip64 - len(raw) - _LOCAL.size
-        ok = ext >= 0 and header >= 0
-        if ok:
-            fields = _LOCAL.unpack_from(window, header)
-            ok = (
-                fields[0] == 0x04034B50
-                and fields[3] == 0  # stored
-                and fields[9] == len(raw)
-                and header + _LOCAL.size + fields[9] + fields[10] == len(window)
-                and window[header + _LOCAL.size : header + _LOCAL.size + len(raw)] == raw
-                and (zip64 > 0 or fields[7] == fields[8] == ref.size)
-            )
-        if not ok:
-            raise FormatError(
-                "the zip local header before this member's data does not describe it",
-                path=self._src.name,
-                member=ref.name,
-            )
+        end = len(window) - _LOCAL.size - len(raw)
+        while end >= 0:
+            at = window.rfind(b"PK\x03\x04", 0, end + 4)
+            if at < 0:
+                break
+            fields = _LOCAL.unpack_from(window, at)
+            if at + _LOCAL.size + fields[9] + fields[10] == len(window):
+                sizes = (fields[7], fields[8])
+                if (
+                    fields[3] == 0  # stored
+                    and fields[9] == len(raw)
+                    and window[at + _LOCAL.size : at + _LOCAL.size + len(raw)] == raw
+                    and (sizes == (ref.size, ref.size) or sizes == (U32, U32) or sizes == (0, 0))
+                ):
+                    return
+                break
+            end = at - 1
+        raise FormatError(
+            "the zip local header before this member's data does not describe it",
+            path=self._src.name,
+            member=ref.name,
+        )
 
     def open_member(self, ref: MemberRef) -> BinaryIO:
         return self._src.range(self._locate(ref), ref.size)  # type: ignore[return-value]
