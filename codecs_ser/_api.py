@@ -320,7 +320,7 @@ class Container:
             # What tar -x or unzip would extract must be what was just checked.
             refs = [
                 MemberRef(
-                    o.skeleton_ref["member"], o.skeleton_ref["offset"], o.skeleton_ref["size"]
+                    o.skeleton_ref["member"], o.skeleton_ref.get("offset"), o.skeleton_ref["size"]
                 )
                 for o in m.objects
             ]

@@ -717,7 +717,7 @@ class Reader:
 
     def read_skeleton(self, obj: ObjectInfo) -> bytes:
         ref = obj.skeleton_ref
-        blob_ref = MemberRef(ref["member"], ref["offset"], ref["size"])
+        blob_ref = MemberRef(ref["member"], ref.get("offset"), ref["size"])
         if blob_ref.size > get_limits().max_skeleton_bytes:
             raise FormatError(
                 exceeded("the skeleton", blob_ref.size, "max_skeleton_bytes"),

@@ -50,8 +50,8 @@ def _exchange(a: str, b: str) -> bool:
     return bool(result == 0)
 
 
-def safe_member_path(root: str, name: str) -> str:
-    """The file a member name stands for, refusing anything that could leave ``root``."""
+def _check_name(root: str, name: str) -> list[str]:
+    """The components of a member name, refusing names that could leave ``root``."""
     parts = name.split("/")
     if (
         not name
@@ -61,7 +61,12 @@ def safe_member_path(root: str, name: str) -> str:
         or any(p in ("", ".", "..") for p in parts)
     ):
         raise FormatError("unsafe member name", path=root, member=name)
-    path = os.path.join(root, *parts)
+    return parts
+
+
+def safe_member_path(root: str, name: str) -> str:
+    """The file a member name stands for, refusing anything that could leave ``root``."""
+    path = os.path.join(root, *_check_name(root, name))
     real_root = os.path.realpath(root)
     real = os.path.realpath(path)
     if os.path.commonpath([real_root, real]) != real_root:
@@ -220,17 +225,48 @@ _READ_FLAGS = (
 )
 
 
-def _open_regular(root: str, name: str) -> BinaryIO:
-    """Open a member file for reading; refuse symlinks, folders, FIFOs and devices."""
-    path = safe_member_path(root, name)
+_AT = os.open in os.supports_dir_fd and hasattr(os, "O_DIRECTORY")
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+
+
+def _open_at(root_fd: int, name: str) -> int:
+    """Open a member relative to the container's folder, one component at a time and
+    following no symlink, so every read sees the folder that was opened."""
+    parts = name.split("/")
+    folder = root_fd
     try:
-        fd = os.open(path, _READ_FLAGS)
+        for part in parts[:-1]:
+            fd = os.open(part, _DIR_FLAGS, dir_fd=folder)
+            if folder != root_fd:
+                os.close(folder)
+            folder = fd
+        return os.open(parts[-1], _READ_FLAGS, dir_fd=folder)
+    finally:
+        if folder != root_fd:
+            os.close(folder)
+
+
+def _open_regular(root: str, name: str, root_fd: int | None = None) -> BinaryIO:
+    """Open a member file for reading; refuse symlinks, folders, FIFOs and devices."""
+    try:
+        if root_fd is not None:
+            _check_name(root, name)  # the walk below follows no symlink: names suffice
+            fd = _open_at(root_fd, name)
+        else:
+            fd = os.open(safe_member_path(root, name), _READ_FLAGS)
     except (FileNotFoundError, NotADirectoryError):
+        if root_fd is not None and not _same_folder(root_fd, root):
+            raise FormatError(
+                "the container folder was replaced while it was read; open it again",
+                path=root,
+                member=name,
+            ) from None
         raise FormatError("member is missing", path=root, member=name) from None
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise FormatError(
-                "member is a symbolic link; a container folder holds regular files only",
+                "member is (or lies under) a symbolic link; a container folder holds regular "
+                "files and folders only",
                 path=root,
                 member=name,
             ) from None
@@ -246,8 +282,20 @@ def _open_regular(root: str, name: str) -> BinaryIO:
         raise
 
 
+def _same_folder(fd: int, path: str) -> bool:
+    try:
+        a, b = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
 class DirReader:
-    """Reads a container folder; every member path is checked to stay inside it."""
+    """Reads a container folder; every member path is checked to stay inside it.
+
+    The folder is opened once and members are opened relative to it, so a reader
+    keeps reading the container it opened even if a dump swaps in a new one.
+    """
 
     def __init__(self, source: Any) -> None:
         if not isinstance(source, (str, os.PathLike)):
@@ -260,9 +308,13 @@ class DirReader:
                 "not a codecs_ser container folder: no .codecs_ser/manifest.msgpack",
                 path=self._root,
             )
+        # The path itself may be a symlink (the user's choice); nothing under it may.
+        self._fd: int | None = (
+            os.open(self._root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)) if _AT else None
+        )
 
     def read_manifest(self) -> bytes:
-        with _open_regular(self._root, MANIFEST) as f:
+        with _open_regular(self._root, MANIFEST, self._fd) as f:
             size = os.fstat(f.fileno()).st_size
             if size > get_limits().max_manifest_bytes:
                 raise FormatError(
@@ -274,7 +326,7 @@ class DirReader:
         return data
 
     def _open(self, ref: MemberRef) -> BinaryIO:
-        f = _open_regular(self._root, ref.name)
+        f = _open_regular(self._root, ref.name, self._fd)
         size = os.fstat(f.fileno()).st_size
         if size != ref.size:
             f.close()
@@ -321,7 +373,9 @@ class DirReader:
         return sorted(names)
 
     def close(self) -> None:
-        pass
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class DirBackend:
@@ -344,7 +398,12 @@ class DirBackend:
     def append(self, path: str, *, durable: bool) -> DirWriter:
         root = os.fspath(path)
         # What a killed add() left must go first: its files would block the new names.
-        sweep_container(root, DirReader(root).read_manifest())
+        reader = DirReader(root)
+        try:
+            manifest = reader.read_manifest()
+        finally:
+            reader.close()
+        sweep_container(root, manifest)
         return DirWriter(root, final=None, durable=durable)
 
 
