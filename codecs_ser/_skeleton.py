@@ -120,20 +120,34 @@ def unpack_msgpack(data: bytes, resolve_leaf: Callable[[int], Any]) -> Any:
     def pairs_hook(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
         if len(pairs) > max_colliding:
             check_hash_spread((k for k, _ in pairs), max_colliding)
+        for k, v in pairs:
+            if type(k) is _TIMESTAMP or type(v) is _TIMESTAMP:
+                raise _timestamp_error()
         return dict(pairs)
+
+    def list_hook(items: list[Any]) -> list[Any]:
+        # msgpack decodes extension type -1 itself, past ext_hook; skeletons never hold it.
+        for x in items:
+            if type(x) is _TIMESTAMP:
+                raise _timestamp_error()
+        return items
 
     def unpackb(payload: bytes) -> Any:
         return msgpack.unpackb(
             payload,
             ext_hook=ext_hook,
             object_pairs_hook=pairs_hook,
+            list_hook=list_hook,
             raw=False,
             strict_map_key=False,
             use_list=True,
         )
 
     try:
-        return unpackb(data)
+        value = unpackb(data)
+        if type(value) is _TIMESTAMP:
+            raise _timestamp_error()
+        return value
     except Exception as e:
         if failures:
             raise failures[0] from e.__cause__  # as the leaf's reader raised it
@@ -142,6 +156,15 @@ def unpack_msgpack(data: bytes, resolve_leaf: Callable[[int], Any]) -> Any:
         if _is_user_error(e):
             raise
         raise FormatError(f"skeleton is not valid msgpack: {type(e).__name__}: {e}") from None
+
+
+_TIMESTAMP = msgpack.Timestamp
+
+
+def _timestamp_error() -> FormatError:
+    return FormatError(
+        "skeleton holds a msgpack timestamp (extension type -1), which it never uses"
+    )
 
 
 def check_hash_spread(keys: Any, limit: int) -> None:
