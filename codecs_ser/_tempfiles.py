@@ -47,10 +47,11 @@ def _lock(fd: int) -> bool:
     return True
 
 
-def _still_named(fd: int, path: str) -> bool:
-    """Whether ``path`` still names the file open as ``fd`` (a sweeper may have removed it)."""
+def still_named(fd: int, path: str, *, follow: bool = False) -> bool:
+    """Whether ``path`` still names the file or folder open as ``fd`` (it may have been
+    removed or replaced since it was opened)."""
     try:
-        a, b = os.fstat(fd), os.lstat(path)
+        a, b = os.fstat(fd), (os.stat(path) if follow else os.lstat(path))
     except OSError:
         return False
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
@@ -63,7 +64,7 @@ def _create_locked(path: str, tag: str, make: Callable[[str], int]) -> tuple[str
         if fd < 0:
             continue
         # Between creating and locking, a sweeper may have taken it for a dead writer's.
-        if _lock(fd) and _still_named(fd, tmp):
+        if _lock(fd) and still_named(fd, tmp):
             return tmp, fd
         os.close(fd)
     raise OSError(f"could not create a temporary file beside {path!r}")
@@ -115,7 +116,7 @@ def stale(path: str, tags: tuple[str, ...] = ("tmp", "old")) -> list[str]:
         except OSError:
             continue
         try:
-            if _lock(fd) and _still_named(fd, full):
+            if _lock(fd) and still_named(fd, full):
                 found.append(full)
         finally:
             os.close(fd)  # the check is redone by remove(): a writer may start meanwhile
@@ -130,7 +131,7 @@ def remove(full: str, before: Callable[[int], None] | None = None) -> None:
     except OSError:
         return
     try:
-        if not (_lock(fd) and _still_named(fd, full)):
+        if not (_lock(fd) and still_named(fd, full)):
             return
         if before is not None:
             before(fd)

@@ -255,7 +255,7 @@ def _open_regular(root: str, name: str, root_fd: int | None = None) -> BinaryIO:
         else:
             fd = os.open(safe_member_path(root, name), _READ_FLAGS)
     except (FileNotFoundError, NotADirectoryError):
-        if root_fd is not None and not _same_folder(root_fd, root):
+        if root_fd is not None and not _tempfiles.still_named(root_fd, root, follow=True):
             raise FormatError(
                 "the container folder was replaced while it was read; open it again",
                 path=root,
@@ -280,14 +280,6 @@ def _open_regular(root: str, name: str, root_fd: int | None = None) -> BinaryIO:
     except BaseException:
         os.close(fd)
         raise
-
-
-def _same_folder(fd: int, path: str) -> bool:
-    try:
-        a, b = os.fstat(fd), os.stat(path)
-    except OSError:
-        return False
-    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 class DirReader:
