@@ -240,8 +240,10 @@ class ZipReader:
         try:
             with zipfile.ZipFile(src.file) as zf:
                 return zf.infolist()
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-            raise FormatError(f"not a readable zip container: {e}", path=src.name) from None
+        except Exception as e:  # zipfile raises many kinds on bad input (NotImplementedError too)
+            raise FormatError(
+                f"not a readable zip container: {type(e).__name__}: {e}", path=src.name
+            ) from None
 
     def _scan(self) -> None:
         """Index a zip without our comment (re-packed by another tool) from its directory."""
