@@ -270,6 +270,10 @@ def _open_regular(root: str, name: str, root_fd: int | None = None) -> BinaryIO:
                 path=root,
                 member=name,
             ) from None
+        if e.errno == errno.ENAMETOOLONG:
+            raise FormatError(
+                "member name is too long for this file system", path=root, member=name
+            ) from None
         raise
     try:
         mode = os.fstat(fd).st_mode
