@@ -27,7 +27,9 @@ from ..errors import FormatError
 
 MANIFEST = ".codecs_ser/manifest.msgpack"
 ALIGN = 64
-#: Extra-field bytes a reader searches over to find a member's local header.
+#: Extra-field bytes a reader searches over to find a member's local header: what the
+#: writer puts (zip64 sizes, then the alignment field and its padding), then more.
+_WRITER_EXTRA = 20 + 6 + ALIGN - 1
 _MAX_EXTRA = 1024
 U32 = 0xFFFFFFFF
 U16 = 0xFFFF
@@ -334,11 +336,21 @@ class ZipReader:
         """The local header in front of a member's data must name that member, stored, of
         the manifest's size, so that ``unzip`` and codecs_ser read the same bytes for it.
 
-        It is found by its signature, searching back from the data over at most
-        ``_MAX_EXTRA`` bytes of extra fields (the writer puts about 70).
+        It is found by its signature, searching back from the data over the extra fields:
+        first over what the writer puts (at most 89 bytes), then over ``_MAX_EXTRA``.
         """
         raw = ref.name.encode("utf-8")
-        start = max(0, data - _LOCAL.size - len(raw) - _MAX_EXTRA)
+        for extra in (_WRITER_EXTRA, _MAX_EXTRA):
+            if self._local_header_found(ref, raw, data, extra):
+                return
+        raise FormatError(
+            "the zip local header before this member's data does not describe it",
+            path=self._src.name,
+            member=ref.name,
+        )
+
+    def _local_header_found(self, ref: MemberRef, raw: bytes, data: int, extra: int) -> bool:
+        start = max(0, data - _LOCAL.size - len(raw) - extra)
         whole = self._src.whole_view()
         window = (
             bytes(whole[start:data])
@@ -349,24 +361,18 @@ class ZipReader:
         while end >= 0:
             at = window.rfind(b"PK\x03\x04", 0, end + 4)
             if at < 0:
-                break
+                return False
             fields = _LOCAL.unpack_from(window, at)
             if at + _LOCAL.size + fields[9] + fields[10] == len(window):
                 sizes = (fields[7], fields[8])
-                if (
+                return (
                     fields[3] == 0  # stored
                     and fields[9] == len(raw)
                     and window[at + _LOCAL.size : at + _LOCAL.size + len(raw)] == raw
                     and (sizes == (ref.size, ref.size) or sizes == (U32, U32) or sizes == (0, 0))
-                ):
-                    return
-                break
+                )
             end = at - 1
-        raise FormatError(
-            "the zip local header before this member's data does not describe it",
-            path=self._src.name,
-            member=ref.name,
-        )
+        return False
 
     def open_member(self, ref: MemberRef) -> BinaryIO:
         return self._src.range(self._locate(ref), ref.size)  # type: ignore[return-value]
