@@ -221,6 +221,16 @@ class Source:
             raise FormatError("container is truncated", path=self.name)
         return data
 
+    def searchable(self) -> Any:
+        """The source as an object with ``rfind`` and slicing (an mmap or bytes), in file
+        offsets from its base... or None; for scanning a few bytes without copying."""
+        if self._mapped() is None or self.base:
+            return None
+        if self._mmap is not None:
+            return self._mmap
+        obj = self._bytes.obj if self._bytes is not None else None
+        return obj if isinstance(obj, bytes) else None
+
     def whole_view(self) -> memoryview | None:
         """The source from its base on, as one read-only view, where it can be mapped."""
         if self._view is None:

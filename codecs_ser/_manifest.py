@@ -140,7 +140,8 @@ def parse_blob(raw: Any, source: str | None, entry: str, primary: bool) -> BlobI
     for n in shape:
         if type(n) is not int or n < 0:
             raise _fail("blob shape is not a list of non-negative integers", source, entry)
-    if not member.endswith(".npy") or _NAME.fullmatch(member) is None:
+    # The usual member is the (already checked) entry name plus ".npy".
+    if member[:-4] != entry and (not member.endswith(".npy") or _NAME.fullmatch(member) is None):
         raise _fail(f"blob member name {member!r} breaks the naming rules", source, entry)
     if name is not None and _NAME.fullmatch(name) is None:
         raise _fail(f"blob name {name!r} breaks the naming rules", source, entry)

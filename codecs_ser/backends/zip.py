@@ -350,20 +350,20 @@ class ZipReader:
         )
 
     def _local_header_found(self, ref: MemberRef, raw: bytes, data: int, extra: int) -> bool:
-        start = max(0, data - _LOCAL.size - len(raw) - extra)
-        whole = self._src.whole_view()
-        window = (
-            bytes(whole[start:data])
-            if whole is not None
-            else self._src.read_at(start, data - start)
-        )
-        end = len(window) - _LOCAL.size - len(raw)
-        while end >= 0:
-            at = window.rfind(b"PK\x03\x04", 0, end + 4)
+        start = data - _LOCAL.size - len(raw) - extra
+        start = start if start > 0 else 0
+        window = self._src.searchable()
+        if window is None or data > len(window):
+            window = self._src.read_at(start, data - start)
+            data -= start
+            start = 0
+        end = data - _LOCAL.size - len(raw)
+        while end >= start:
+            at = window.rfind(b"PK\x03\x04", start, end + 4)
             if at < 0:
                 return False
             fields = _LOCAL.unpack_from(window, at)
-            if at + _LOCAL.size + fields[9] + fields[10] == len(window):
+            if at + _LOCAL.size + fields[9] + fields[10] == data:
                 sizes = (fields[7], fields[8])
                 return (
                     fields[3] == 0  # stored
