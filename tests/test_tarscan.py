@@ -122,3 +122,12 @@ def test_verify_reports_a_tar_entry_that_disagrees_with_the_manifest(tmp_path: P
         codecs_ser.load(target)
     problems = codecs_ser.verify(target)
     assert ("b.npy", "no regular tar entry of this name") in problems
+
+
+def test_odd_zip_directory_fields_are_format_errors() -> None:
+    data = bytearray(codecs_ser.dumps({"a": np.arange(3)}, backend="zip"))
+    data[data.rfind(b"CODECS_SER-ZIP")] ^= 0xFF  # no pointer: the zip directory is read
+    cd = data.find(b"PK\x01\x02")
+    data[cd + 6 : cd + 8] = (64).to_bytes(2, "little")  # "version made by" 6.4 -> zipfile balks
+    with pytest.raises(FormatError, match="not a readable zip"):
+        codecs_ser.loads(bytes(data))
