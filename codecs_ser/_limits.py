@@ -29,8 +29,13 @@ class Limits:
         max_skeleton_bytes: size of one object's skeleton (it is read whole).
         max_pickle_alloc: bytes or items that the calls of an untrusted pickled skeleton
             may create beyond the data the pickle itself carries.
+        max_pickle_work: steps of CPU time (about a nanosecond each) that the calls and
+            hashes of an untrusted pickled skeleton may take beyond what its size pays for
+            (1,000 steps a byte): its number conversions, copies and key hashing.
         max_colliding_keys: keys of one dict or set that may share a hash (hash flooding
             makes building them quadratic).
+        max_tuple_depth: tuples nested in tuples in a pickled skeleton (hashing one
+            recurses through them on the C stack).
     """
 
     max_manifest_bytes: int = 1 << 30
@@ -39,7 +44,9 @@ class Limits:
     max_npy_header_bytes: int = 1 << 20
     max_skeleton_bytes: int = 1 << 30
     max_pickle_alloc: int = 64 << 20
+    max_pickle_work: int = 1 << 28
     max_colliding_keys: int = 64
+    max_tuple_depth: int = 1000
 
 
 DEFAULT_LIMITS = Limits()

@@ -2,171 +2,102 @@
 
 Two unpicklers, both built on the pure-Python ``pickle._Unpickler`` (its memo is
 a dict, so a hostile memo index cannot make it allocate gigabytes, and every
-opcode that calls something can be checked here):
+opcode that calls, hashes or mutates something can be checked here):
 
 * the audit runs the pickle with every global replaced by an inert stub: it
   executes nothing and names every global the pickle would import;
-* the restricted loader imports only allowed globals and meters what their
-  calls may allocate, so a few bytes of pickle cannot ask ``bytearray`` for a
-  terabyte or ``list`` for a range of 10**12 items.
+* the restricted loader never hands the pickle an allowed global raw: each one
+  is used through the checked constructor of :mod:`._safe_globals`, a ``BUILD``
+  may only give state to an object made empty in the same pickle (never to a
+  class, a module or a function), dicts, lists and sets may only be filled when
+  they are plain ones, and every call and hash is charged to a
+  :class:`._pickle_meter.PickleMeter` before it runs.
 
+So loading an untrusted pickle changes nothing outside the objects it returns, and
+every object it returns is one its type's public constructor could have built.
 ``trusted=True`` skips all of this: the user has said the file may run code.
 """
 
 from __future__ import annotations
 
+import _compat_pickle
 import collections
 import io
 import pickle
-import re
 import struct
-from collections import Counter
 from collections.abc import Callable, Iterable
-from decimal import Decimal
-from fractions import Fraction
+from types import ModuleType
 from typing import Any
 
-import numpy as np
-
-from ._limits import get_limits
-from ._skeleton import _make_object_array as _MAKE_OBJECT_ARRAY
+from ._pickle_meter import PickleMeter
+from ._safe_globals import SAFE_GLOBALS, SafeGlobal
 from .errors import FormatError, UntrustedError, UsageError
 
-#: Globals a pickled skeleton may import without ``trusted``: value types and
-#: containers whose construction runs no user code, and the core's own
-#: constructors, which check their arguments.
-DEFAULT_ALLOWED: frozenset[str] = frozenset(
-    {
-        "builtins.bool",
-        "builtins.bytearray",
-        "builtins.bytes",
-        "builtins.complex",
-        "builtins.dict",
-        "builtins.float",
-        "builtins.frozenset",
-        "builtins.int",
-        "builtins.list",
-        "builtins.object",
-        "builtins.range",
-        "builtins.set",
-        "builtins.slice",
-        "builtins.str",
-        "builtins.tuple",
-        "codecs_ser._skeleton._as_subclass",
-        "codecs_ser._skeleton._make_dtype",
-        "codecs_ser._skeleton._make_object_array",
-        "codecs_ser._skeleton._make_scalar",
-        "collections.Counter",
-        "collections.OrderedDict",
-        "collections.defaultdict",
-        "collections.deque",
-        "datetime.date",
-        "datetime.datetime",
-        "datetime.time",
-        "datetime.timedelta",
-        "datetime.timezone",
-        "decimal.Decimal",
-        "fractions.Fraction",
-        "pathlib.PosixPath",
-        "pathlib.PurePosixPath",
-        "pathlib.PureWindowsPath",
-        "pathlib.WindowsPath",
-        "uuid.UUID",
-    }
-)
-
-#: Decimal digits an untrusted number may expand to (Python's own int/str limit).
-MAX_DIGITS = 4300
-#: Types whose construction iterates an argument into a new container.
-_CONTAINERS = (list, tuple, set, frozenset, dict, collections.deque)
-_HASH_RANDOMIZED = (str, bytes)
-_EXPONENT = re.compile(r"[eE]\s*[+-]?([\d_]+)")
-
+#: Globals a pickled skeleton may use without ``trusted``, each through a checked
+#: constructor (``codecs_ser._safe_globals.SAFE_GLOBALS``).
+DEFAULT_ALLOWED: frozenset[str] = frozenset(SAFE_GLOBALS)
 
 #: The pure-Python unpickler (not in the typing stubs, hence Any).
 _PyUnpickler: Any = getattr(pickle, "_Unpickler")  # noqa: B009
 
 
 class _Guarded(_PyUnpickler):
-    """The pure-Python unpickler with hash-flooding checks on dicts and sets."""
+    """The pure-Python unpickler, charging hashes and nesting to a meter."""
 
     dispatch = dict(_PyUnpickler.dispatch)
 
     def __init__(self, data: bytes) -> None:
         self._stream = io.BytesIO(data)
         super().__init__(self._stream)
-        limits = get_limits()
-        self._max_colliding = limits.max_colliding_keys
-        self._hashes: dict[int, Counter[int]] = {}
-        # Hashing a tuple visits every element, and shared sub-tuples make a tuple of a
-        # few bytes expand to 2**60 elements: what keys expand to is charged here.
-        self._hash_budget = 8 * len(data) + limits.max_pickle_alloc
-        self._sizes: dict[int, tuple[Any, int]] = {}
+        self.meter = PickleMeter(len(data))
 
-    def _expanded(self, obj: Any) -> int:
-        """How many elements hashing ``obj`` visits (shared sub-tuples counted each time)."""
-        if type(obj) is not tuple:
-            return 1
-        memo = self._sizes
-        stack: list[tuple[Any, bool]] = [(obj, False)]
-        while stack:
-            node, children_done = stack.pop()
-            if id(node) in memo:
-                continue
-            if children_done:
-                total = 1
-                for child in node:
-                    total += memo.get(id(child), (None, 1 << 62))[1] if type(child) is tuple else 1
-                memo[id(node)] = (node, min(total, 1 << 62))  # keeps node alive: ids stay unique
-            else:
-                stack.append((node, True))
-                stack.extend((c, False) for c in node if type(c) is tuple and id(c) not in memo)
-        return memo[id(obj)][1]
+    def _mapped(self, module: str, name: str) -> tuple[str, str]:
+        """The name a protocol 0-2 pickle means (Python 2 names), as pickle maps it."""
+        if self.proto < 3 and self.fix_imports:
+            if (module, name) in _compat_pickle.NAME_MAPPING:
+                return _compat_pickle.NAME_MAPPING[(module, name)]
+            if module in _compat_pickle.IMPORT_MAPPING:
+                return _compat_pickle.IMPORT_MAPPING[module], name
+        return module, name
 
-    def _check_keys(self, target: Any, keys: Iterable[Any]) -> None:
-        """Refuse keys that pile up on one hash (a quadratic build), counted per target,
-        and keys whose hashing would take forever."""
-        counts = None
-        for key in keys:
-            if type(key) in _HASH_RANDOMIZED:
-                continue
-            if counts is None:
-                counts = self._hashes.setdefault(id(target), Counter())
-            self._hash_budget -= self._expanded(key)
-            if self._hash_budget < 0:
-                raise FormatError(
-                    "the pickle's dict keys or set items would take too long to hash (shared "
-                    "tuples expanding to billions of elements); if you trust this file, raise "
-                    "codecs_ser.limits(max_pickle_alloc=...)"
-                )
-            try:
-                h = hash(key)
-            except TypeError:
-                continue  # unhashable: inserting it fails on its own
-            counts[h] += 1
-            if counts[h] > self._max_colliding:
-                raise FormatError(
-                    f"more than {self._max_colliding} keys share one hash (hash flooding); "
-                    "if you trust this file, raise codecs_ser.limits(max_colliding_keys=...)"
-                )
+    def _mark_target(self) -> Any:
+        mark = self.metastack[-1] if self.metastack else []
+        return mark[-1] if mark else None
 
     def load_setitem(self) -> None:
-        self._check_keys(self.stack[-3], (self.stack[-2],))
+        self.meter.check_keys(self.stack[-3], (self.stack[-2],))
         super().load_setitem()
 
     def load_setitems(self) -> None:
-        mark = self.metastack[-1] if self.metastack else []
-        self._check_keys(mark[-1] if mark else None, self.stack[0::2])
+        self.meter.check_keys(self._mark_target(), self.stack[0::2])
         super().load_setitems()
 
     def load_additems(self) -> None:
-        mark = self.metastack[-1] if self.metastack else []
-        self._check_keys(mark[-1] if mark else None, self.stack)
+        self.meter.check_keys(self._mark_target(), self.stack)
         super().load_additems()
 
     def load_frozenset(self) -> None:
-        self._check_keys(object(), self.stack)
+        self.meter.check_keys(object(), self.stack)
         super().load_frozenset()
+
+    def _tuple_made(self) -> None:
+        self.meter.new_tuple(self.stack[-1])
+
+    def load_tuple(self) -> None:
+        super().load_tuple()
+        self._tuple_made()
+
+    def load_tuple1(self) -> None:
+        super().load_tuple1()
+        self._tuple_made()
+
+    def load_tuple2(self) -> None:
+        super().load_tuple2()
+        self._tuple_made()
+
+    def load_tuple3(self) -> None:
+        super().load_tuple3()
+        self._tuple_made()
 
     def load_frame(self) -> None:
         # The standard unpickler accepts a frame that claims more bytes than remain.
@@ -200,6 +131,10 @@ class _Guarded(_PyUnpickler):
         (pickle.SETITEMS, "load_setitems"),
         (pickle.ADDITEMS, "load_additems"),
         (pickle.FROZENSET, "load_frozenset"),
+        (pickle.TUPLE, "load_tuple"),
+        (pickle.TUPLE1, "load_tuple1"),
+        (pickle.TUPLE2, "load_tuple2"),
+        (pickle.TUPLE3, "load_tuple3"),
         (pickle.EXT1, "load_ext1"),
         (pickle.EXT2, "load_ext2"),
         (pickle.EXT4, "load_ext4"),
@@ -211,29 +146,22 @@ class _Guarded(_PyUnpickler):
 # -- the audit -----------------------------------------------------------------
 
 
-class _StubMeta(type):
-    """Calling a stub class, or subscripting it, gives another stub class and runs nothing."""
-
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        return _new_stub()
-
-    def __setitem__(cls, key: Any, value: Any) -> None:
-        pass
-
-
-class _StubBase:
+class _Stub:
     """Stands in for every global during an audit: accepts anything, runs nothing.
 
-    Whatever a pickle does with a global (call it, use it as a class, set its
-    state, append to it) yields another stub, so the dry run reaches every
-    global the pickle names.
+    Whatever a pickle does with a stub (call it, use it as a class for NEWOBJ, set
+    its state, append to it) yields another stub, so the dry run reaches every
+    global the pickle names.  Each is a distinct object, so keys made of stubs
+    hash apart as real objects would.
     """
 
+    __slots__ = ("__weakref__",)
+
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-        return object.__new__(cls)
+        return object.__new__(_Stub)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return _new_stub()
+        return object.__new__(_Stub)
 
     def __setstate__(*args: Any) -> None:
         pass
@@ -252,7 +180,21 @@ class _StubBase:
 
 
 def _new_stub() -> Any:
-    return _StubMeta("_Stub", (_StubBase,), {})
+    return object.__new__(_Stub)
+
+
+class _StubClassMeta(type):
+    """For the C unpickler, which wants a class for NEWOBJ: calls give stub classes."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        return _new_stub_class()
+
+    def __setitem__(cls, key: Any, value: Any) -> None:
+        pass
+
+
+def _new_stub_class() -> Any:
+    return _StubClassMeta("_Stub", (_Stub,), {})
 
 
 class _AuditUnpickler(_Guarded):
@@ -263,6 +205,7 @@ class _AuditUnpickler(_Guarded):
         self.found: set[str] = set()
 
     def find_class(self, module: str, name: str) -> Any:
+        module, name = self._mapped(module, name)
         self.found.add(f"{module}.{name}")
         return _new_stub()
 
@@ -277,8 +220,12 @@ class _OwnPickleAuditor(pickle.Unpickler):
         super().__init__(io.BytesIO(data))
         self.found: set[str] = set()
 
-    find_class = _AuditUnpickler.find_class
-    persistent_load = _AuditUnpickler.persistent_load
+    def find_class(self, module: str, name: str) -> Any:
+        self.found.add(f"{module}.{name}")
+        return _new_stub_class()
+
+    def persistent_load(self, pid: Any) -> Any:
+        return _new_stub_class()
 
 
 def scan_globals(data: bytes, *, own: bool = False) -> list[str]:
@@ -299,15 +246,18 @@ def scan_globals(data: bytes, *, own: bool = False) -> list[str]:
 # -- trust ---------------------------------------------------------------------
 
 
-def _allowed(full: str, trusted: Iterable[str]) -> bool:
-    if full in DEFAULT_ALLOWED:
-        return True
+def _trusted_by(full: str, trusted: Iterable[str]) -> bool:
+    """Whether the caller's ``trusted`` names (exact, or ``pkg.*``) cover ``full``."""
     for pattern in trusted:
         if pattern == full:
             return True
         if pattern.endswith(".*") and full.startswith(pattern[:-1]):
             return True
     return False
+
+
+def _allowed(full: str, trusted: Iterable[str]) -> bool:
+    return full in DEFAULT_ALLOWED or _trusted_by(full, trusted)
 
 
 def normalize_trusted(trusted: Any) -> tuple[bool, tuple[str, ...]]:
@@ -335,61 +285,17 @@ def disallowed_globals(found: Iterable[str], trusted: Iterable[str]) -> list[str
 
 # -- the restricted loader ---------------------------------------------------------
 
-
-def _built_size(value: Any) -> int:
-    """Roughly the bytes a container built by iterating ``value`` takes: a pointer per
-    item, plus a new object per item where iterating creates them (str, range)."""
-    try:
-        n = len(value)
-    except (TypeError, OverflowError):
-        return 1 << 62 if isinstance(value, range) else 0
-    if isinstance(value, str):
-        return 80 * n
-    if isinstance(value, range):
-        return 40 * n
-    return 8 * n
+_SETITEM_TARGETS = (dict, collections.OrderedDict, collections.Counter, collections.defaultdict)
+_APPEND_TARGETS = (list, collections.deque)
+_ADDITEMS_TARGETS = (set,)
 
 
-def _keys_of(func: type, source: Any) -> list[Any]:
-    """What ``func(source)`` would hash: the items, or for a dict the first of each pair."""
-    if isinstance(source, dict):
-        return list(source)
-    if not isinstance(source, (list, tuple, set, frozenset, collections.deque)):
-        return []  # str, bytes, range: their items are hashed fast
-    if issubclass(func, dict) and not issubclass(func, collections.Counter):
-        return [k[0] for k in source if isinstance(k, (tuple, list)) and k]
-    return list(source)
-
-
-def _as_count(value: Any) -> int | None:
-    """An int argument (bool aside), which ``bytes(n)`` and friends treat as a size."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return int(value)
-    return None
-
-
-def _check_number(func: Any, args: tuple[Any, ...]) -> None:
-    """Refuse numbers whose conversion would take quadratic time or huge memory:
-    int(Decimal('1e999999999')), Fraction('1e999999999'), gcd of megabyte ints."""
-    for a in args:
-        if isinstance(a, Decimal):
-            if a.is_finite() and abs(a.adjusted()) > MAX_DIGITS:
-                raise FormatError(
-                    f"the pickle converts a number with an exponent beyond {MAX_DIGITS}"
-                )
-        elif isinstance(a, str) and func is Fraction:
-            found = _EXPONENT.search(a)
-            digits = found.group(1).replace("_", "").lstrip("0") if found else ""
-            if len(digits) > len(str(MAX_DIGITS)) or int(digits or 0) > MAX_DIGITS:
-                raise FormatError(
-                    f"the pickle converts a number with an exponent beyond {MAX_DIGITS}"
-                )
-        elif type(a) is int and a.bit_length() > 4 * MAX_DIGITS:
-            raise FormatError(f"the pickle passes an integer of more than {MAX_DIGITS} digits")
+def _qualified(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__name__)}"
 
 
 class _RestrictedUnpickler(_Guarded):
-    """Imports only allowed globals; meters and checks every call the pickle makes."""
+    """Uses allowed globals only through their checked constructors (see module doc)."""
 
     dispatch = dict(_Guarded.dispatch)
 
@@ -404,113 +310,186 @@ class _RestrictedUnpickler(_Guarded):
         self._resolve_leaf = resolve_leaf
         self._trusted = trusted
         self._source = source
-        # What the pickle's own bytes build is already bounded by its size; this
-        # budget is for what calls build from them (a list of a range, bytes(n)).
-        self._budget = 8 * len(data) + get_limits().max_pickle_alloc
-        self._numpy_trusted = any(t.startswith("numpy") for t in trusted)
+        # id -> (global, its SafeGlobal, or None when the caller trusted it by name).
+        self._globals: dict[int, tuple[Any, SafeGlobal | None]] = {}
+        # id(class) -> (class, how BUILD may give state to its instances).
+        self._states: dict[int, tuple[Any, SafeGlobal]] = {}
+        self.meter.is_safe_factory = self._is_safe_factory
+
+    def _refuse(self, message: str) -> FormatError:
+        return FormatError(
+            f"{message}: refused, as the file is damaged or hostile (load it with "
+            "trusted=True if you trust it)",
+            path=self._source,
+        )
+
+    # -- globals ---------------------------------------------------------------------
 
     def find_class(self, module: str, name: str) -> Any:
+        module, name = self._mapped(module, name)
         full = f"{module}.{name}"
-        if not _allowed(full, self._trusted):
+        trusted = _trusted_by(full, self._trusted)
+        policy = None if trusted else SAFE_GLOBALS.get(full)
+        if policy is None and not trusted:
             raise UntrustedError([full], path=self._source)
         try:
-            return super().find_class(module, name)
+            obj = super().find_class(module, name)
         except (ImportError, AttributeError) as e:
             raise FormatError(
                 f"the object needs {full}, which cannot be imported here ({e}); install the "
                 "package that provides it, or read the arrays with codecs_ser.load_arrays()",
                 path=self._source,
             ) from None
+        self._globals[id(obj)] = (obj, policy)
+        if policy is not None and policy.state is not None:
+            self._states[id(obj)] = (obj, policy)
+        return obj
+
+    def _global(self, obj: Any) -> tuple[bool, SafeGlobal | None]:
+        """(is ``obj`` a global this pickle named?, its checked use or None if trusted)."""
+        entry = self._globals.get(id(obj))
+        if entry is None or entry[0] is not obj:
+            return False, None
+        return True, entry[1]
+
+    def _trusts_type(self, cls: type) -> bool:
+        return bool(self._trusted) and _trusted_by(_qualified(cls), self._trusted)
+
+    def _is_safe_factory(self, value: Any) -> bool:
+        named, _policy = self._global(value)
+        return named and isinstance(value, type)
 
     def persistent_load(self, pid: Any) -> Any:
         if type(pid) is not int:
             raise FormatError("pickled skeleton has a bad leaf reference")
         return self._resolve_leaf(pid)
 
-    def _spend(self, cost: int) -> None:
-        self._budget -= cost
-        if self._budget < 0:
-            limit = get_limits().max_pickle_alloc
-            raise FormatError(
-                f"the pickled object's calls would build more than its own size plus "
-                f"max_pickle_alloc={limit} bytes (this call: about {cost}); if you trust this "
-                "file, raise codecs_ser.limits(max_pickle_alloc=...)",
-                path=self._source,
-            )
+    # -- calls -------------------------------------------------------------------------
 
-    def _check_call(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        """Before a call the pickle asks for: charge what it builds from its arguments
-        against the budget, and refuse numbers that take forever to convert."""
-        if func is _MAKE_OBJECT_ARRAY and len(args) >= 3:
-            self._spend(_built_size(args[2]))
-            return
-        if not isinstance(func, type):
-            return  # the core's checked constructors, or callables the user trusted
-        values = (*args, *kwargs.values())
-        cost = 0
-        if issubclass(func, (str, np.generic)) and any(
-            not isinstance(a, (str, bytes, bytearray, int, float)) for a in values
-        ):
-            # str() of a container is its repr, which shared sub-lists make exponential.
-            raise FormatError(
-                f"the pickle converts a container to {func.__name__}: refused, as its text "
-                "can be exponentially long"
-            )
-        if issubclass(func, (bytes, bytearray, str, np.generic)):
-            for a in values:
-                n = _as_count(a)
-                cost += abs(n) if n is not None else _built_size(a)
-        elif issubclass(func, _CONTAINERS):
-            for a in values:
-                cost += _built_size(a)
-            if issubclass(func, (set, frozenset, dict)) and args:
-                self._check_keys(object(), _keys_of(func, args[0]))
-        if issubclass(func, (int, Fraction, Decimal)):
-            _check_number(func, args)
-        self._spend(cost)
-
-    def load_reduce(self) -> None:
-        args = self.stack[-1]
+    def _call(self, func: Any, args: Any) -> Any:
         if type(args) is not tuple:
             raise FormatError("pickled skeleton calls with arguments that are not a tuple")
-        self._check_call(self.stack[-2], args, {})
-        super().load_reduce()
+        named, policy = self._global(func)
+        if named and policy is None:
+            return func(*args)  # the caller trusts this global by name
+        if policy is not None:
+            if policy.call is None:
+                raise self._refuse(
+                    f"the pickle calls {_qualified(func)}, which pickling never does"
+                )
+            return policy.call(func, args, self.meter)
+        if self._trusted and not named:
+            return func(*args)  # made by a call of a global the caller trusts
+        raise self._refuse(f"the pickle calls a {type(func).__name__} that is no allowed global")
 
-    def load_newobj(self) -> None:
-        args = self.stack[-1]
-        if type(args) is not tuple:
-            raise FormatError("pickled skeleton calls with arguments that are not a tuple")
-        self._check_call(self.stack[-2], args, {})
-        super().load_newobj()
-
-    def load_newobj_ex(self) -> None:
-        kwargs, args = self.stack[-1], self.stack[-2]
+    def _new(self, cls: Any, args: Any, kwargs: Any) -> Any:
         if type(args) is not tuple or type(kwargs) is not dict:
             raise FormatError("pickled skeleton calls with malformed arguments")
-        self._check_call(self.stack[-3], args, kwargs)
-        super().load_newobj_ex()
+        named, policy = self._global(cls)
+        if named and policy is None:
+            return cls.__new__(cls, *args, **kwargs)  # the caller trusts this global by name
+        if policy is not None:
+            if policy.new is None or kwargs:
+                raise self._refuse(f"the pickle makes a {_qualified(cls)} by hand (NEWOBJ)")
+            return policy.new(cls, args, self.meter)
+        if isinstance(cls, type) and self._trusts_type(cls):
+            return cls.__new__(cls, *args, **kwargs)
+        raise self._refuse(f"the pickle makes a {type(cls).__name__} that is no allowed class")
+
+    def load_reduce(self) -> None:
+        args = self.stack.pop()
+        self.stack[-1] = self._call(self.stack[-1], args)
+
+    def load_newobj(self) -> None:
+        args = self.stack.pop()
+        cls = self.stack.pop()
+        self.append(self._new(cls, args, {}))
+
+    def load_newobj_ex(self) -> None:
+        kwargs = self.stack.pop()
+        args = self.stack.pop()
+        cls = self.stack.pop()
+        self.append(self._new(cls, args, kwargs))
 
     def _instantiate(self, klass: Any, args: list[Any]) -> None:
-        self._check_call(klass, tuple(args), {})
-        super()._instantiate(klass, args)
+        named, policy = self._global(klass)
+        if named and policy is None:
+            super()._instantiate(klass, args)  # the caller trusts this global by name
+        elif not args and policy is not None and policy.new is not None:
+            self.append(self._new(klass, (), {}))
+        else:
+            self.append(self._call(klass, tuple(args)))
+
+    # -- state and filling -------------------------------------------------------------
+
+    def _is_class_like(self, obj: Any) -> bool:
+        """Classes, modules and the globals themselves: changing them changes the process."""
+        return isinstance(obj, (type, ModuleType)) or self._global(obj)[0]
 
     def load_build(self) -> None:
         inst = self.stack[-2]
-        if isinstance(inst, (np.ndarray, np.dtype, np.generic)) and not self._numpy_trusted:
-            # numpy's __setstate__ trusts its input (a bad object-array state crashes the
-            # interpreter, a bad dtype state corrupts memory): only for trusted files.
-            raise FormatError(
-                f"the pickle sets the internal state of a numpy {type(inst).__name__}; "
-                "load it with trusted=True if you trust this file",
-                path=self._source,
+        if self._is_class_like(inst):
+            raise self._refuse(
+                f"the pickle sets attributes of {_qualified(inst)} itself, which would change "
+                "it for the whole process"
             )
-        super().load_build()
+        cls = type(inst)
+        if self._trusts_type(cls):
+            super().load_build()
+            return
+        entry = self._states.get(id(cls))
+        if entry is None or entry[0] is not cls or not self.meter.take_pending(inst):
+            raise self._refuse(
+                f"the pickle sets the internal state of a {_qualified(cls)} (BUILD), which "
+                "its pickling never does"
+            )
+        state = self.stack.pop()
+        setter = entry[1].state
+        assert setter is not None
+        setter(inst, state, self.meter)
+
+    def _check_target(self, target: Any, kinds: tuple[type, ...], what: str) -> None:
+        if type(target) in kinds:
+            return
+        if not self._is_class_like(target) and self._trusts_type(type(target)):
+            return
+        raise self._refuse(f"the pickle {what} a {_qualified(type(target))}")
+
+    def load_setitem(self) -> None:
+        self._check_target(self.stack[-3], _SETITEM_TARGETS, "sets items of")
+        super().load_setitem()
+
+    def load_setitems(self) -> None:
+        self._check_target(self._mark_target(), _SETITEM_TARGETS, "sets items of")
+        super().load_setitems()
+
+    def load_append(self) -> None:
+        self._check_target(self.stack[-2], _APPEND_TARGETS, "appends to")
+        super().load_append()
+
+    def load_appends(self) -> None:
+        self._check_target(self._mark_target(), _APPEND_TARGETS, "appends to")
+        super().load_appends()
+
+    def load_additems(self) -> None:
+        self._check_target(self._mark_target(), _ADDITEMS_TARGETS, "adds items to")
+        super().load_additems()
+
+    def load(self) -> Any:
+        value = super().load()
+        self.meter.check_all_built()
+        return value
 
     for _op, _name in (
         (pickle.REDUCE, "load_reduce"),
         (pickle.NEWOBJ, "load_newobj"),
         (pickle.NEWOBJ_EX, "load_newobj_ex"),
         (pickle.BUILD, "load_build"),
+        (pickle.SETITEM, "load_setitem"),
+        (pickle.SETITEMS, "load_setitems"),
+        (pickle.APPEND, "load_append"),
+        (pickle.APPENDS, "load_appends"),
+        (pickle.ADDITEMS, "load_additems"),
     ):
         dispatch[_op[0]] = locals()[_name]
     del _op, _name
@@ -523,18 +502,26 @@ def unpickle_skeleton(
     trusted: Any = False,
     source: str | None = None,
 ) -> Any:
-    """Unpickle a skeleton, refusing (before running anything) globals that are not allowed."""
+    """Unpickle a skeleton, refusing globals that are not allowed, all named at once.
+
+    With only the default globals, nothing that runs has an effect outside the objects
+    being built, so the dry run that names every refused global runs only when one is
+    met.  When the caller trusts globals by name, their code could have effects: the
+    dry run comes first, so nothing runs when any global is refused.
+    """
     trusted_all, names = normalize_trusted(trusted)
     if trusted_all:
         unpickler: Any = _TrustedUnpickler(data, resolve_leaf)
     else:
-        refused = disallowed_globals(scan_globals(data), names)
-        if refused:
-            raise UntrustedError(refused, path=source)
+        if names:
+            _refuse_untrusted(data, names, source)
         unpickler = _RestrictedUnpickler(data, resolve_leaf, names, source)
     try:
         return unpickler.load()
-    except (UntrustedError, FormatError):
+    except UntrustedError:
+        _refuse_untrusted(data, names, source)
+        raise
+    except FormatError:
         raise
     except Exception as e:
         from .errors import CodecsSerError
@@ -545,6 +532,13 @@ def unpickle_skeleton(
         raise FormatError(
             f"the pickled object could not be rebuilt: {type(e).__name__}: {e}", path=source
         ) from e
+
+
+def _refuse_untrusted(data: bytes, trusted: tuple[str, ...], source: str | None) -> None:
+    """Raise UntrustedError naming every global of the pickle that is not allowed."""
+    refused = disallowed_globals(scan_globals(data), trusted)
+    if refused:
+        raise UntrustedError(refused, path=source)
 
 
 class _TrustedUnpickler(pickle.Unpickler):

@@ -203,8 +203,10 @@ def fits_msgpack_int(value: int) -> bool:
 
 def _as_subclass(data: np.ndarray, cls: type, attrs: dict[str, Any] | None = None) -> np.ndarray:
     """Rebuild an ndarray subclass instance around its data (which was stored as a blob)."""
-    if not (isinstance(cls, type) and issubclass(cls, np.ndarray)) or not (
-        attrs is None or isinstance(attrs, dict)
+    if (
+        type(data) is not np.ndarray
+        or not (isinstance(cls, type) and issubclass(cls, np.ndarray))
+        or not (attrs is None or type(attrs) is dict)
     ):
         name = getattr(cls, "__qualname__", type(cls).__name__)
         raise FormatError(

@@ -3891,6 +3891,183 @@ def _pickles_through_allowed_globals() -> list[tuple[str, Payload, list[str] | N
     ]
 
 
+def _pickles_that_break_invariants() -> list[tuple[str, Payload, list[str] | None]]:
+    """Valid pickles of allowed globals that patch classes for the whole process, build
+    objects their constructors refuse, crash the interpreter or take minutes."""
+    mk = "codecs_ser._skeleton"
+    leaf0 = p_int(0) + b"Q"
+    counter, path = p_global("collections", "Counter"), p_global("pathlib", "PurePosixPath")
+    fraction, uuid_ = p_global("fractions", "Fraction"), p_global("uuid", "UUID")
+
+    def build(target: bytes, state: bytes) -> bytes:
+        return target + state + b"b"
+
+    def slots(**attrs: bytes) -> bytes:
+        """A BUILD state of (None, {name: value}): set with setattr, one by one."""
+        items = b"".join(p_str(k) + v for k, v in attrs.items())
+        return b"N}(" + items + b"u\x86"
+
+    def packed(cls: str, raw: bytes) -> bytes:
+        return p_call(p_global("datetime", cls), p_bytes(raw))
+
+    big = pickle.encode_long(3**10_700 + 1)  # type: ignore[attr-defined]
+    repeated = 30_000  # Fraction of two 17,000-bit ints, 9 bytes of pickle each time
+    long4 = b"".join(
+        b"\x8b" + struct.pack("<i", len(raw)) + raw + p_put(i) + b"0"
+        for i, raw in ((1, big), (2, pickle.encode_long(5**7300 + 2)))  # type: ignore[attr-defined]
+    )
+    fraction_bomb = (
+        fraction + p_put(0) + b"0" + long4 + b"(" + b"h\x00h\x01h\x02\x86R" * repeated + b"l"
+    )
+    deep = b"N" + b"\x85" * 1_000_000
+    return [
+        # Process-wide patches through BUILD.
+        (
+            "build-sets-counter-missing-on-the-class",
+            pk(build(counter, slots(__missing__=p_global("builtins", "bool")))),
+            ["builtins.bool", "collections.Counter"],
+        ),
+        (
+            "build-sets-a-path-class-str-slot",
+            pk(build(path, slots(_str=p_str("/tmp/elsewhere")))),
+            ["pathlib.PurePosixPath"],
+        ),
+        (
+            "build-sets-a-class-dict-state",
+            pk(build(counter, b"}" + p_str("__missing__") + p_global("builtins", "bool") + b"s")),
+            ["builtins.bool", "collections.Counter"],
+        ),
+        (
+            "build-on-a-core-constructor",
+            pk(build(p_global(mk, "_make_dtype"), slots(__defaults__=p_tuple()))),
+            [f"{mk}._make_dtype"],
+        ),
+        # Objects their public constructors refuse.
+        (
+            "path-whose-str-is-not-its-parts",
+            pk(build(p_call(path, p_str("runs"), p_str("exp1.txt")), slots(_str=p_str("/x")))),
+            ["pathlib.PurePosixPath"],
+        ),
+        (
+            "fraction-one-over-zero-by-slots",
+            pk(
+                build(
+                    fraction + p_tuple() + b"\x81",
+                    slots(_numerator=p_int(1), _denominator=p_int(0)),
+                )
+            ),
+            ["fractions.Fraction"],
+        ),
+        (
+            "fraction-one-over-zero",
+            pk(p_call(fraction, p_int(1), p_int(0))),
+            ["fractions.Fraction"],
+        ),
+        (
+            "datetime-2020-01-99-200-99-99",
+            pk(packed("datetime", bytes([7, 228, 1, 99, 200, 99, 99, 0, 0, 0]))),
+            ["datetime.datetime"],
+        ),
+        ("date-2020-02-31", pk(packed("date", bytes([7, 228, 2, 31]))), ["datetime.date"]),
+        ("time-25-00", pk(packed("time", bytes([25, 0, 0, 0, 0, 0]))), ["datetime.time"]),
+        (
+            "uuid-of-2**200",
+            pk(build(uuid_ + p_tuple() + b"\x81", b"}" + p_str("int") + p_int(2**200) + b"s")),
+            ["uuid.UUID"],
+        ),
+        (
+            "uuid-of-minus-one",
+            pk(build(uuid_ + p_tuple() + b"\x81", b"}" + p_str("int") + p_int(-1) + b"s")),
+            ["uuid.UUID"],
+        ),
+        ("uuid-left-without-state", pk(uuid_ + p_tuple() + b"\x81"), ["uuid.UUID"]),
+        (
+            "uuid-state-set-twice",
+            pk(
+                build(
+                    build(uuid_ + p_tuple() + b"\x81", b"}" + p_str("int") + p_int(5) + b"s"),
+                    b"}" + p_str("int") + p_int(6) + b"s",
+                )
+            ),
+            ["uuid.UUID"],
+        ),
+        (
+            "object-given-attributes",
+            pk(build(p_global("builtins", "object") + p_tuple() + b"\x81", slots(x=p_int(1)))),
+            ["builtins.object"],
+        ),
+        (
+            "timezone-of-a-day",
+            pk(
+                p_call(
+                    p_global("datetime", "timezone"),
+                    p_call(p_global("datetime", "timedelta"), p_int(1)),
+                )
+            ),
+            ["datetime.timedelta", "datetime.timezone"],
+        ),
+        # Interpreter crashes: hash() recursing in C.
+        ("dict-key-a-million-tuples-deep", pk(b"}" + deep + b"Ns"), None),
+        ("frozenset-item-a-million-tuples-deep", pk(b"(" + deep + b"\x91"), None),
+        ("set-item-a-million-tuples-deep", pk(b"\x8f(" + deep + b"\x90"), None),
+        # Hashing that skips the collision check, and calls charged below their cost.
+        (
+            "defaultdict-given-pairs",
+            pk(
+                p_call(
+                    p_global("collections", "defaultdict"),
+                    b"N",
+                    p_list(*(p_tuple(p_int(5 + k * (2**61 - 1)), b"N") for k in range(200))),
+                )
+            ),
+            ["collections.defaultdict"],
+        ),
+        (
+            "defaultdict-of-a-core-constructor",
+            pk(p_call(p_global("collections", "defaultdict"), p_global(mk, "_make_dtype"))),
+            [f"{mk}._make_dtype", "collections.defaultdict"],
+        ),
+        ("set-of-an-array-leaf", pk(p_call(p_global("builtins", "set"), leaf0)), ["builtins.set"]),
+        (
+            "frozenset-of-an-array-leaf",
+            pk(p_call(p_global("builtins", "frozenset"), leaf0)),
+            ["builtins.frozenset"],
+        ),
+        ("counter-of-an-array-leaf", pk(p_call(counter, leaf0)), ["collections.Counter"]),
+        (
+            "dict-of-an-array-leaf",
+            pk(p_call(p_global("builtins", "dict"), leaf0)),
+            ["builtins.dict"],
+        ),
+        (
+            "bytes-of-an-array-leaf",
+            pk(p_call(p_global("builtins", "bytes"), leaf0)),
+            ["builtins.bytes"],
+        ),
+        (
+            "str-of-bytes-as-punycode",
+            pk(p_call(p_global("builtins", "str"), p_bytes(b"abc-"), p_str("punycode"))),
+            ["builtins.str"],
+        ),
+        ("fraction-of-17000-bit-ints-30000-times", pk(fraction_bomb), ["fractions.Fraction"]),
+        (
+            "decimal-of-a-17000-bit-int",
+            pk(p_call(p_global("decimal", "Decimal"), b"\x8b" + struct.pack("<i", len(big)) + big)),
+            ["decimal.Decimal"],
+        ),
+        (
+            "setitems-on-an-array-leaf",
+            pk(leaf0 + b"(" + p_int(0) + p_int(1) + b"u"),
+            [],
+        ),
+        (
+            "append-to-a-class",
+            pk(p_global("builtins", "list") + p_int(1) + b"a"),
+            ["builtins.list"],
+        ),
+    ]
+
+
 def _malformed_pickles() -> list[tuple[str, bytes]]:
     body = b"}" + p_str("a") + p_int(0) + b"Q" + b"s"
     return [
@@ -3955,6 +4132,19 @@ def _pickles() -> None:
             per_tmp=with_pickle(payload),
             audit_globals=found,
         )
+    for label, payload, found in _pickles_that_break_invariants():
+        for backend in BACKENDS:
+            add(
+                label,
+                backend,
+                "pickle-invariant",
+                None,
+                FormatError,
+                PICKLED if found is not None else MALFORMED,
+                base="pickled",
+                per_tmp=with_pickle(payload),
+                audit_globals=found,
+            )
     for i, (label, payload) in enumerate(_malformed_pickles()):
         add(
             label,

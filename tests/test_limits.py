@@ -3,7 +3,6 @@ and raising the knob lets the same file load."""
 
 from __future__ import annotations
 
-import struct
 import threading
 from pathlib import Path
 
@@ -93,11 +92,9 @@ def test_ndim_limit() -> None:
 
 
 def _amplifying_pickle(calls: int) -> bytes:
-    """``list(s)`` for one 100,000-character string, ``calls`` times, through the memo: a few
+    """``list(items)`` for one list of 100,000 items, ``calls`` times, through the memo: a few
     bytes of pickle per call, 800 kB built by each."""
-    text = "a" * 100_000
-    body = b"\x80\x04cbuiltins\nlist\n\x94X" + struct.pack("<I", len(text)) + text.encode()
-    body += b"\x94("
+    body = b"\x80\x04cbuiltins\nlist\n\x94](" + b"N" * 100_000 + b"e\x94("
     body += b"h\x00h\x01\x85R" * calls
     return body + b"l."
 
