@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import platform
 import sys
-import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -17,6 +16,7 @@ import msgpack
 import numpy as np
 
 from . import _checksum
+from ._clock import now
 from ._limits import exceeded, get_limits
 from ._manifest import (
     META_DIR,
@@ -418,7 +418,7 @@ class Writer:
             names=self._names,
             entries=self._entries,
             dists=self._dists,
-            created=existing.created if existing is not None else time.time(),
+            created=existing.created if existing is not None else now(),
         )
         self._bw.commit(manifest)
 
