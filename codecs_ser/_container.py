@@ -804,11 +804,12 @@ def _aligned(arr: np.ndarray, align: int = 64) -> np.ndarray:
         return arr
     raw = np.empty(arr.nbytes + align, np.uint8)
     start = -raw.ctypes.data % align
-    out = raw[start : start + arr.nbytes].view(arr.dtype)
     fortran = arr.flags.f_contiguous and not arr.flags.c_contiguous
-    out = out.reshape(arr.shape, order="F" if fortran else "C")
-    out[...] = arr
-    return out
+    # Copied as bytes: assigning records copies their fields only, and would leave the
+    # padding between fields as whatever the fresh memory held.
+    raw[start : start + arr.nbytes] = arr.reshape(-1, order="A").view(np.uint8)
+    out = raw[start : start + arr.nbytes].view(arr.dtype)
+    return out.reshape(arr.shape, order="F" if fortran else "C")
 
 
 def _read_exact(f: Any, n: int, blob: BlobInfo | None, source: str | None) -> bytes:
