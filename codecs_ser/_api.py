@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checksum
+from . import _checksum, _clock
 from ._container import Reader, Writer, check_metadata
 from ._manifest import EntryInfo, EntryMap, Manifest, parse_manifest
 from .backend import ContainerReader, MemberRef, Source, Target
@@ -82,6 +82,7 @@ def dump(
     except ValueError as e:
         raise UsageError(str(e)) from None
     check_metadata(metadata)
+    _clock.source_date_epoch()  # a bad SOURCE_DATE_EPOCH fails before anything is written
     backend_id = _pick_backend(target, backend, registry)
     writer = registry.get_backend(backend_id).create(target, durable=durable)
     try:
@@ -427,6 +428,7 @@ def add(
     if not isinstance(name, str) or not name:
         raise UsageError("add() needs a non-empty name for the new object")
     check_metadata(metadata)
+    _clock.source_date_epoch()  # a bad SOURCE_DATE_EPOCH fails before anything is written
     reader, backend_id = _open_backend(path, registry)
     try:
         manifest = parse_manifest(reader.read_manifest(), os.fspath(path))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import platform
 import sys
-import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -17,6 +16,7 @@ import msgpack
 import numpy as np
 
 from . import _checksum
+from ._clock import now
 from ._limits import exceeded, get_limits
 from ._manifest import (
     META_DIR,
@@ -418,7 +418,7 @@ class Writer:
             names=self._names,
             entries=self._entries,
             dists=self._dists,
-            created=existing.created if existing is not None else time.time(),
+            created=existing.created if existing is not None else now(),
         )
         self._bw.commit(manifest)
 
@@ -804,11 +804,12 @@ def _aligned(arr: np.ndarray, align: int = 64) -> np.ndarray:
         return arr
     raw = np.empty(arr.nbytes + align, np.uint8)
     start = -raw.ctypes.data % align
-    out = raw[start : start + arr.nbytes].view(arr.dtype)
     fortran = arr.flags.f_contiguous and not arr.flags.c_contiguous
-    out = out.reshape(arr.shape, order="F" if fortran else "C")
-    out[...] = arr
-    return out
+    # Copied as bytes: assigning records copies their fields only, and would leave the
+    # padding between fields as whatever the fresh memory held.
+    raw[start : start + arr.nbytes] = arr.reshape(-1, order="A").view(np.uint8)
+    out = raw[start : start + arr.nbytes].view(arr.dtype)
+    return out.reshape(arr.shape, order="F" if fortran else "C")
 
 
 def _read_exact(f: Any, n: int, blob: BlobInfo | None, source: str | None) -> bytes:

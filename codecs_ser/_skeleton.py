@@ -9,6 +9,7 @@ through an unpickler that imports only allowed globals.
 from __future__ import annotations
 
 import io
+import pickle
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -262,6 +263,42 @@ def _make_object_array(
     return out.reshape(shape, order="F" if fortran else "C")
 
 
+#: Set items nested deeper than this (tuples in tuples) are not ordered by value.
+_MAX_ORDER_DEPTH = 16
+
+
+def _order_key(item: Any, depth: int = 0) -> tuple[Any, ...] | None:
+    """A sort key for a set item that is plain data, the same in every process; else None.
+
+    The key never uses ``hash``: str and bytes hashes change from one process to the
+    next (``PYTHONHASHSEED``), and so does the order a set of them iterates in.
+    """
+    tp = type(item)
+    if tp in SCALAR_TYPES:
+        return (tp.__name__, repr(item))
+    if depth >= _MAX_ORDER_DEPTH or tp not in (tuple, frozenset):
+        return None
+    keys = []
+    for x in item:
+        key = _order_key(x, depth + 1)
+        if key is None:
+            return None
+        keys.append(key)
+    return (tp.__name__, tuple(keys) if tp is tuple else tuple(sorted(keys)))
+
+
+def _set_order(o: set[Any] | frozenset[Any]) -> list[Any]:
+    """A set's items sorted by value when they are all plain data, else in its own order."""
+    keyed = []
+    for item in o:
+        key = _order_key(item)
+        if key is None:
+            return list(o)
+        keyed.append((key, item))
+    keyed.sort(key=lambda pair: pair[0])
+    return [item for _, item in keyed]
+
+
 def pickle_skeleton(
     obj: Any,
     leaf_ref: Callable[[Any], int | None],
@@ -271,45 +308,144 @@ def pickle_skeleton(
 
     An ndarray subclass no codec owns is pickled as its class plus a plain view of
     its data, and that view is a leaf: its bytes are a blob, never pickle data.
+
+    The same object gives the same bytes in every process: the C pickler writes a
+    set's items in hash order, which for str and bytes changes with the hash seed,
+    so a skeleton holding a set of two or more items is pickled again with the
+    pure-Python pickler, which writes sets of plain data sorted by value.
     """
     import cloudpickle
 
     plain = SCALAR_TYPES | {list, dict, tuple, set, frozenset}
+    sets = [0]
+
+    def persistent_id(o: Any) -> Any:
+        tp = type(o)
+        if tp in plain:
+            if (tp is set or tp is frozenset) and len(o) > 1:
+                sets[0] += 1
+            return None
+        return leaf_ref(o)
+
+    def reduce(o: Any) -> Any:
+        if isinstance(o, np.ndarray):
+            if type(o) is not np.ndarray and not o.dtype.hasobject:
+                attrs = getattr(o, "__dict__", None) or None
+                return (_as_subclass, (plain_view(o), type(o), attrs))
+            if type(o) is np.ndarray and o.dtype.hasobject and o.dtype.metadata is None:
+                fortran = o.flags.f_contiguous and not o.flags.c_contiguous
+                flat = o.ravel(order="F" if fortran else "C")
+                if o.dtype.names is None:
+                    return (_make_object_array, (list(o.shape), fortran, list(flat)))
+                items = [x.item() for x in flat]  # records as tuples of their fields
+                descr = descr_of(o.dtype)
+                return (_make_object_array, (list(o.shape), fortran, items, descr))
+        elif isinstance(o, np.dtype):
+            if not o.hasobject and o.metadata is None:
+                return (_make_dtype, (descr_of(o),))
+        elif (
+            isinstance(o, np.generic)
+            and type(o).__module__ == "numpy"
+            and not o.dtype.hasobject
+            and o.dtype.metadata is None
+        ):
+            return (_make_scalar, (descr_of(o.dtype), o.tobytes()))
+        return NotImplemented
 
     class _Pickler(cloudpickle.Pickler):
         def persistent_id(self, o: Any) -> Any:
-            if type(o) in plain:
-                return None
-            return leaf_ref(o)
+            return persistent_id(o)
 
         def reducer_override(self, o: Any) -> Any:
-            if isinstance(o, np.ndarray):
-                if type(o) is not np.ndarray and not o.dtype.hasobject:
-                    attrs = getattr(o, "__dict__", None) or None
-                    return (_as_subclass, (plain_view(o), type(o), attrs))
-                if type(o) is np.ndarray and o.dtype.hasobject and o.dtype.metadata is None:
-                    fortran = o.flags.f_contiguous and not o.flags.c_contiguous
-                    flat = o.ravel(order="F" if fortran else "C")
-                    if o.dtype.names is None:
-                        return (_make_object_array, (list(o.shape), fortran, list(flat)))
-                    items = [x.item() for x in flat]  # records as tuples of their fields
-                    descr = descr_of(o.dtype)
-                    return (_make_object_array, (list(o.shape), fortran, items, descr))
-            elif isinstance(o, np.dtype):
-                if not o.hasobject and o.metadata is None:
-                    return (_make_dtype, (descr_of(o),))
-            elif (
-                isinstance(o, np.generic)
-                and type(o).__module__ == "numpy"
-                and not o.dtype.hasobject
-                and o.dtype.metadata is None
-            ):
-                return (_make_scalar, (descr_of(o.dtype), o.tobytes()))
-            return super().reducer_override(o)
+            rv = reduce(o)
+            return super().reducer_override(o) if rv is NotImplemented else rv
 
     buf = io.BytesIO()
     _Pickler(buf, protocol=5).dump(obj)
-    return buf.getvalue()
+    if not sets[0]:
+        return buf.getvalue()
+    ordered = io.BytesIO()
+    try:
+        _OrderedPickler(ordered, persistent_id, reduce).dump(obj)
+    except RecursionError:
+        return buf.getvalue()  # too deep for the pure-Python pickler: sets stay in hash order
+    return ordered.getvalue()
+
+
+#: The pure-Python pickler (not in the typing stubs, hence Any).
+_PyPickler: Any = getattr(pickle, "_Pickler")  # noqa: B009
+
+
+def _cloudpickle_method(name: str) -> Any:
+    import cloudpickle
+
+    return cloudpickle.Pickler.__dict__[name]
+
+
+class _OrderedPickler(_PyPickler):
+    """cloudpickle's reductions on the pure-Python pickler, writing sets sorted by value.
+
+    It writes the opcodes the C pickler writes (protocol 5), items of sets in the order
+    of ``_set_order``.
+    """
+
+    dispatch = dict(_PyPickler.dispatch)
+
+    def __init__(
+        self,
+        file: io.BytesIO,
+        persistent_id: Callable[[Any], Any],
+        reduce: Callable[[Any], Any],
+    ) -> None:
+        import cloudpickle
+
+        super().__init__(file, protocol=5)
+        self._pid = persistent_id
+        self._reduce = reduce
+        self.dispatch_table = cloudpickle.Pickler.dispatch_table
+        self.globals_ref: dict[int, Any] = {}
+        self.proto = 5
+        for name in ("_function_reduce", "_dynamic_function_reduce", "_function_getnewargs"):
+            setattr(self, name, _cloudpickle_method(name).__get__(self))
+        self._cloudpickle_override = _cloudpickle_method("reducer_override").__get__(self)
+
+    def persistent_id(self, o: Any) -> Any:
+        return self._pid(o)
+
+    def reducer_override(self, o: Any) -> Any:
+        if type(o) in _PLAIN_TYPES:
+            return NotImplemented  # as the C pickler: these never reach reducer_override
+        rv = self._reduce(o)
+        return self._cloudpickle_override(o) if rv is NotImplemented else rv
+
+    def save_set(self, obj: set[Any]) -> None:
+        self.write(pickle.EMPTY_SET)
+        self.memoize(obj)
+        items = _set_order(obj)
+        for i in range(0, len(items), self._BATCHSIZE):
+            self.write(pickle.MARK)
+            for item in items[i : i + self._BATCHSIZE]:
+                self.save(item)
+            self.write(pickle.ADDITEMS)
+
+    def save_frozenset(self, obj: frozenset[Any]) -> None:
+        self.write(pickle.MARK)
+        for item in _set_order(obj):
+            self.save(item)
+        if id(obj) in self.memo:
+            # Reached again through its own items: take it from the memo.
+            self.write(pickle.POP_MARK + self.get(self.memo[id(obj)][0]))
+            return
+        self.write(pickle.FROZENSET)
+        self.memoize(obj)
+
+    dispatch[set] = save_set
+    dispatch[frozenset] = save_frozenset
+
+
+_PLAIN_TYPES = frozenset(
+    {type(None), bool, int, float, bytes, str, bytearray, dict, set, frozenset, list, tuple}
+)
 
 
 def recursion_headroom() -> int:

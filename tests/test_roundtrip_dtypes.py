@@ -557,3 +557,22 @@ def test_file_objects_at_an_offset_and_unseekable_sources(tmp_path: Path, backen
     back = codecs_ser.load(NonSeekableReader(data))
     for keys, arr in leaves.items():
         assert_identical(arr, _get(back, keys))
+
+
+def test_masked_structured_array_roundtrips() -> None:
+    """A structured masked array's mask has one bool field per field of the data."""
+    data = np.array([(1, 2.0), (3, 4.0)], dtype=[("a", "<i4"), ("b", "<f8")])
+    m = np.ma.masked_array(data, mask=[(False, True), (True, False)])
+    back = codecs_ser.loads(codecs_ser.dumps({"m": m}))["m"]
+    assert back.mask.dtype == m.mask.dtype
+    assert back.mask.tolist() == m.mask.tolist() and back.data.tolist() == data.tolist()
+
+
+def test_mmap_copy_of_a_small_padded_record_keeps_its_padding_bytes() -> None:
+    """A small blob read for mmap=True is copied to aligned memory byte for byte."""
+    dt = np.dtype({"names": ["a", "b"], "formats": ["u1", "<i8"]}, align=True)
+    arr = np.zeros(2, dt)
+    arr["a"], arr["b"] = [1, 2], [3, 4]
+    for _ in range(5):
+        back = codecs_ser.loads(codecs_ser.dumps({"x": arr}), mmap=True)["x"]
+        assert back.view(np.uint8).tobytes() == arr.view(np.uint8).tobytes()

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import struct
 import tarfile
-import time
 from collections.abc import Iterable
 from typing import Any, BinaryIO
 
 import xxhash
 
+from .._clock import now
 from .._files import COALESCE, AtomicFile, SeqWriter, Source, copy_prefix, identity
 from ..backend import MemberRef
 from ..errors import FormatError
@@ -105,7 +105,7 @@ class TarWriter:
     def __init__(self, file: BinaryIO, *, atomic: AtomicFile | None = None, start: int = 0) -> None:
         self._atomic = atomic
         self._out = SeqWriter(file, start)
-        self._mtime = int(time.time())
+        self._mtime = int(now())
         self._done = False
 
     def write_member(self, name: str, size: int, chunks: Iterable[memoryview]) -> int:

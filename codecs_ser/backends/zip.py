@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 
 import xxhash
 
+from .._clock import source_date_epoch
 from .._files import AtomicFile, SeqWriter, Source, copy_prefix, identity
 from ..backend import MemberRef
 from ..errors import FormatError
@@ -45,13 +46,23 @@ _FLAG_DESCRIPTOR = 0x08
 _FLAG_UTF8 = 0x800
 
 
-def _dos_time(t: float) -> tuple[int, int]:
-    lt = time.localtime(t)
-    year = max(lt.tm_year, 1980)
+def _dos_time(t: float, *, utc: bool = False) -> tuple[int, int]:
+    """MS-DOS (time, date) fields: local time as zip tools write it, or UTC."""
+    lt = time.gmtime(t) if utc else time.localtime(t)
+    if lt.tm_year < 1980:
+        return 0, (1 << 5) | 1  # 1980-01-01 00:00:00, the earliest a zip can say
+    if lt.tm_year > 2107:
+        return (23 << 11) | (59 << 5) | 29, (127 << 9) | (12 << 5) | 31  # the latest
     return (
         (lt.tm_hour << 11) | (lt.tm_min << 5) | (lt.tm_sec // 2),
-        ((year - 1980) << 9) | (lt.tm_mon << 5) | lt.tm_mday,
+        ((lt.tm_year - 1980) << 9) | (lt.tm_mon << 5) | lt.tm_mday,
     )
+
+
+def _writer_time() -> tuple[int, int]:
+    """Now in local time, or ``SOURCE_DATE_EPOCH`` in UTC so the bytes depend on no time zone."""
+    fixed = source_date_epoch()
+    return _dos_time(time.time()) if fixed is None else _dos_time(fixed, utc=True)
 
 
 @dataclass(slots=True)
@@ -79,7 +90,7 @@ class ZipWriter:
         self._atomic = atomic
         self._out = SeqWriter(file, start)
         self._entries: list[_Entry] = entries or []
-        self._time, self._date = _dos_time(time.time())
+        self._time, self._date = _writer_time()
         self._done = False
 
     def write_member(self, name: str, size: int, chunks: Iterable[memoryview]) -> int:

@@ -99,7 +99,9 @@ class MaskedArrayCodec(CodecBase):
         mask = arrays.get("mask", np.ma.nomask)
         fill = arrays.get("fill_value")
         hard = encoded.meta.get("hard_mask", False)
-        if mask is not np.ma.nomask and (mask.dtype != np.bool_ or mask.shape != data.shape):
+        # A structured array's mask has a bool field for each field of the data.
+        mask_dtype = np.ma.make_mask_descr(data.dtype)
+        if mask is not np.ma.nomask and (mask.dtype != mask_dtype or mask.shape != data.shape):
             raise FormatError(
                 f"mask of dtype {mask.dtype} and shape {mask.shape} does not fit data of shape "
                 f"{data.shape}"

@@ -1,4 +1,4 @@
-"""Read every array of a codecs_ser zip or dir container with only numpy and msgpack.
+"""Read every array of a codecs_ser tar, zip or dir container with only numpy and msgpack.
 
 Usage: python read_without_codecs_ser.py CONTAINER
 
@@ -27,7 +27,8 @@ def members(path: str) -> dict[str, bytes]:
         for folder, _, files in os.walk(path):
             for f in files:
                 full = os.path.join(folder, f)
-                out[os.path.relpath(full, path).replace(os.sep, "/")] = open(full, "rb").read()
+                with open(full, "rb") as fh:
+                    out[os.path.relpath(full, path).replace(os.sep, "/")] = fh.read()
         return out
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as z:
