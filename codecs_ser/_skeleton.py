@@ -367,8 +367,10 @@ def pickle_skeleton(
     ordered = io.BytesIO()
     try:
         _OrderedPickler(ordered, persistent_id, reduce).dump(obj)
-    except RecursionError:
-        return buf.getvalue()  # too deep for the pure-Python pickler: sets stay in hash order
+    except Exception:
+        # Too deep for the pure-Python pickler, or a cloudpickle whose internals differ:
+        # the first pickle is as valid, with its sets in hash order.
+        return buf.getvalue()
     return ordered.getvalue()
 
 
