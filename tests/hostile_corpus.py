@@ -301,8 +301,10 @@ def tar_header(
     size_field: bytes | None = None,
     prefix: bytes = b"",
     bad_checksum: bool = False,
+    magic: bytes = b"ustar\x0000",
 ) -> bytes:
-    """A ustar header block with any name, type and size field."""
+    """A header block with any name, type, size field, prefix field and magic (POSIX
+    ustar by default; ``b"ustar  \\0"`` is old GNU, whose prefix field is not a prefix)."""
     h = bytearray(512)
     h[0 : min(len(name), 100)] = name[:100]
     h[100:108] = b"0000644\x00"
@@ -313,7 +315,7 @@ def tar_header(
     h[148:156] = b" " * 8
     h[156:157] = kind
     h[157 : 157 + len(link[:100])] = link[:100]
-    h[257:265] = b"ustar\x0000"
+    h[257:265] = magic
     h[329:337] = b"0000001\x00"
     h[337:345] = b"0000005\x00"
     h[345 : 345 + len(prefix[:155])] = prefix[:155]
@@ -364,6 +366,8 @@ def render_tar(
             m.link.encode(),
             size_field=m.opts.get("size_field"),
             bad_checksum=m.opts.get("bad_checksum", False),
+            prefix=m.opts.get("prefix", b""),
+            magic=m.opts.get("magic", b"ustar\x0000"),
         )
         if m.indexed:
             offsets[m.name] = len(out)
@@ -3969,3 +3973,146 @@ def _pickles() -> None:
 
 
 _pickles()
+
+
+# -- the cases: what tar -x and unzip extract over a member ------------------------------
+
+#: Names GNU tar extracts to a member's path (checked with tar 1.34): leading "/" and "./"
+#: removed, "//" and "/./" collapsed; a trailing "/" makes a folder of it; a ".." name
+#: it refuses, but other tools (Python's tarfile) resolve it.
+TAR_SHADOWS = {
+    "leading-slash": "/a.npy",
+    "leading-slashes": "//a.npy",
+    "dot-slash-twice": "././a.npy",
+    "dot-slash-slash": ".//a.npy",
+    "slash-dot-slash-inside": "n/./b.npy",
+    "double-slash-inside": "n//b.npy",
+    "trailing-slash": "a.npy/",
+}
+#: Names unzip (or Python's zipfile) extracts to a member's path: backslashes are
+#: separators for archives made on Windows, "/", "./" and drives are removed, ".." dropped.
+ZIP_SHADOWS = {
+    "leading-slash": "/a.npy",
+    "dot-slash": "./a.npy",
+    "dot-dot-first": "../a.npy",
+    "dot-dot-inside": "n/../b.npy",
+    "backslash-first": "\\a.npy",
+    "dot-backslash": ".\\a.npy",
+    "backslash-inside": "n\\b.npy",
+    "drive-letter": "C:\\a.npy",
+}
+
+
+def shadow(stored: str, **opts: Any) -> Change:
+    """Add, after the real member, an entry that extracts over it: the same .npy header
+    over other data, under a name (and header fields) that only normalisation relates."""
+
+    def change(d: Draft) -> None:
+        target = "n/b.npy" if stored.replace("\\", "/").lstrip("./").startswith("n/") else "a.npy"
+        real = d.member(target)
+        fake = Member(
+            target, real.data[:128] + bytes(len(real.data) - 128), stored_as=stored, indexed=False
+        )
+        fake.opts.update(opts)
+        d.members.insert(d.members.index(real) + 1, fake)
+
+    return change
+
+
+def _extracted_names() -> None:
+    cat = "extracted-names"
+    for label, name in TAR_SHADOWS.items():
+        add(f"{label}-read-by-offset", "tar", cat, shadow(name), FormatError, strict("verify"))
+        add(
+            f"{label}-found-by-a-scan",
+            "tar",
+            cat,
+            shadow(name),
+            FormatError,
+            BLOBS,
+            render={"trailer": False},
+        )
+    for mode, render in (("read-by-offset", {}), ("found-by-a-scan", {"trailer": False})):
+        # GNU tar refuses to extract it; Python's tarfile puts it over a.npy.
+        add(
+            f"dot-dot-back-to-it-{mode}",
+            "tar",
+            cat,
+            shadow("x/../a.npy"),
+            FormatError,
+            strict("verify"),
+            render=render,
+        )
+        # Old GNU and v7 headers have no prefix field: tar -x ignores what lies there.
+        for label, magic in (("old-gnu", b"ustar  \x00"), ("v7", bytes(8))):
+            add(
+                f"{label}-header-with-bytes-in-the-prefix-field-{mode}",
+                "tar",
+                cat,
+                shadow("a.npy", prefix=b"zzz", magic=magic),
+                FormatError,
+                strict("verify") if mode == "read-by-offset" else BLOBS,
+                render=render,
+            )
+    for label, name in ZIP_SHADOWS.items():
+        add(f"{label}-read-by-offset", "zip", cat, shadow(name), FormatError, strict("verify"))
+        add(
+            f"{label}-found-in-the-directory",
+            "zip",
+            cat,
+            shadow(name),
+            FormatError,
+            EVERYTHING,
+            render={"comment": False},
+        )
+
+
+_extracted_names()
+
+# -- the cases: numbers in tar headers --------------------------------------------------
+
+
+def _tar_numbers() -> None:
+    cat = "numbers"
+    no_trailer = {"trailer": False}
+    pax_sizes = {
+        "superscript-two": "\u00b2",
+        "arabic-indic": "\u0661\u0667\u0666",
+        "5000-digits": "0" * 4997 + "176",
+        "plus-sign": "+176",
+        "underscore": "1_76",
+    }
+    for label, size in pax_sizes.items():
+        add(
+            f"scan-pax-size-{label}",
+            "tar",
+            cat,
+            lambda d, size=size: d.member("a.npy").opts.update(pax={"size": size}),
+            FormatError,
+            EVERYTHING,
+            render=no_trailer,
+        )
+    # int(text, 8) takes what tar does not: tar -x would read another size.
+    fields = {
+        "underscore": b"0000_000260\x00",
+        "0o-prefix": b"0o000000260\x00",
+        "plus-sign": b"+0000000260\x00",
+    }
+    for label, raw in fields.items():
+
+        def change(d: Draft, raw: bytes = raw) -> None:
+            d.member("a.npy").opts.update(size_field=raw)
+
+        add(
+            f"scan-size-field-{label}",
+            "tar",
+            cat,
+            change,
+            FormatError,
+            EVERYTHING,
+            render=no_trailer,
+        )
+        add(f"header-size-field-{label}", "tar", cat, change, FormatError, BLOBS)
+
+
+_tar_numbers()
