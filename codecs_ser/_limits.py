@@ -31,6 +31,8 @@ class Limits:
             may create beyond the data the pickle itself carries.
         max_colliding_keys: keys of one dict or set that may share a hash (hash flooding
             makes building them quadratic).
+        max_dtype_fields: fields of one dtype description, nested ones and those of
+            numpy's comma strings ('u1,u1') included (numpy spends time and memory on each).
     """
 
     max_manifest_bytes: int = 1 << 30
@@ -40,6 +42,7 @@ class Limits:
     max_skeleton_bytes: int = 1 << 30
     max_pickle_alloc: int = 64 << 20
     max_colliding_keys: int = 64
+    max_dtype_fields: int = 1 << 16
 
 
 DEFAULT_LIMITS = Limits()

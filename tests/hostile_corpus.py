@@ -4116,3 +4116,52 @@ def _tar_numbers() -> None:
 
 
 _tar_numbers()
+
+# -- the cases: shapes and dtypes that numpy refuses or spends seconds on --------------------
+
+
+def huge_shape(shape: list[int], descr: str = "<f8") -> Change:
+    """A blob whose manifest record and .npy header agree on a shape numpy cannot make."""
+    text = f"{{'descr': {descr!r}, 'fortran_order': False, 'shape': {tuple(shape)!r}, }}"
+    return chain(
+        set_member("a.npy", npy(text, b"")),
+        lie(set_blob("a", "shape", shape), set_blob("a", "dtype", descr)),
+    )
+
+
+def _shapes_and_dtypes() -> None:
+    cat = "numbers"
+    shapes = {
+        "0-and-2**63": ([0, 2**63], "<f8"),
+        "2**63-and-0": ([2**63, 0], "|u1"),
+        "0-and-2**64-1": ([0, 2**64 - 1], "|u1"),
+        "0-and-2**60-of-8-bytes": ([0, 2**60], "<f8"),
+        "0-and-2**62-and-4": ([0, 2**62, 4], "|u1"),
+    }
+    for i, (label, (shape, descr)) in enumerate(shapes.items()):
+        add(f"blob-shape-{label}", rotate(i), cat, huge_shape(shape, descr), FormatError, ENTRIES)
+
+    # numpy's comma strings make a record of every part: a million fields cost seconds.
+    comma = ",".join(["u1"] * 1_000_000)
+    for backend in BACKENDS:
+        add(
+            "blob-dtype-comma-string-of-10**6-fields",
+            backend,
+            cat,
+            lie(set_blob("a", "dtype", comma)),
+            FormatError,
+            ENTRIES,
+        )
+    fields_340000 = ",".join(["u1"] * 340_000)
+    header = f"{{'descr': '{fields_340000}', 'fortran_order': False, 'shape': (6,), }}"
+    add(
+        "npy-header-descr-comma-string-of-340000-fields",
+        rotate(1),
+        cat,
+        set_member("a.npy", lambda b: npy(header, npy_data(b))),
+        FormatError,
+        BLOBS,
+    )
+
+
+_shapes_and_dtypes()
