@@ -4165,3 +4165,21 @@ def _shapes_and_dtypes() -> None:
 
 
 _shapes_and_dtypes()
+
+# -- the cases: what inspect prints ----------------------------------------------------
+
+
+def _rendering() -> None:
+    cat = "rendering"
+    writer = b"\x81\xaacodecs_ser" + deep_maps(1000)
+    changes = {
+        "metadata-nested-1000-maps": splice_metadata(deep_maps(1000)),
+        "metadata-nested-1000-arrays": splice_metadata(deep(1000)),
+        "writer-version-nested-1000-maps": splice_top("writer", writer),
+        "metadata-of-one-10MiB-bytes": lie(set_top("metadata", {"b": bytes(10 << 20)})),
+    }
+    for i, (label, change) in enumerate(changes.items()):
+        add(label, rotate(i), cat, change, FormatError, HARMLESS)
+
+
+_rendering()
