@@ -4183,3 +4183,56 @@ def _rendering() -> None:
 
 
 _rendering()
+
+# -- the cases: sparse files -------------------------------------------------------------
+
+#: A sparse member: a .npy header, then a hole the file system reads as zeros.
+SPARSE_ITEMS = (5 << 30) // 8
+
+
+@cache
+def _sparse_npy() -> tuple[bytes, int, str]:
+    """(header, whole size, checksum) of a .npy of SPARSE_ITEMS zeros (float64)."""
+    text = f"{{'descr': '<f8', 'fortran_order': False, 'shape': ({SPARSE_ITEMS},), }}"
+    header = npy(text, b"")
+    hasher = xxhash.xxh3_64(header)
+    zeros = bytes(64 << 20)
+    left = SPARSE_ITEMS * 8
+    while left:
+        n = min(left, len(zeros))
+        hasher.update(zeros[:n])
+        left -= n
+    return header, len(header) + SPARSE_ITEMS * 8, f"xxh3_64:{hasher.hexdigest()}"
+
+
+def _sparse() -> None:
+    cat = "sparse"
+
+    def change(d: Draft) -> None:
+        header, size, checksum = _sparse_npy()
+        d.member("a.npy").data = header
+        d.lies.extend(
+            [
+                set_blob("a", "shape", [SPARSE_ITEMS]),
+                set_blob("a", "size", size),
+                set_blob("a", "checksum", checksum),
+            ]
+        )
+
+    def grow(path: Path, tmp: Path) -> None:
+        os.truncate(path / "a.npy", _sparse_npy()[1])
+
+    # 5 GiB of zeros in a few KiB of disk: what it holds is what it says, and loading it
+    # needs 5 GiB; where that is more than the process may have, a clear error.
+    add(
+        "blob-of-5GiB-in-a-sparse-file",
+        "dir",
+        cat,
+        change,
+        FormatError,
+        outcomes(("load", "load_arrays"), verify="either", inspect="runs"),
+        after=grow,
+    )
+
+
+_sparse()
