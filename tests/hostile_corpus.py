@@ -2215,13 +2215,16 @@ def _member_names() -> None:
             UNSAFE_NAME,
             render={"trailer": False},
         )
+        # "n\\b.npy" extracts to n/b.npy, another member's path, where backslashes are
+        # separators: a reader of the zip directory may refuse the whole zip for it.
+        clash = {"open": "either", "audit": "either"} if key == "backslash" else {}
         add(
             f"dir-blob-named-{key}",
             "zip",
             cat,
             rename("a.npy", UNSAFE_NAMES[key]),
             FormatError,
-            UNSAFE_NAME,
+            {**UNSAFE_NAME, **clash},
             render={"comment": False},
         )
 
@@ -2628,7 +2631,8 @@ def _records() -> None:
         ("shape-same-bytes", set_blob("a", "shape", [3, 2]), FormatError, BLOB_LIES),
         ("shape-0-d", set_blob("a", "shape", []), FormatError, BLOB_LIES),
         ("shape-empty", set_blob("a", "shape", [0]), FormatError, BLOB_LIES),
-        ("shape-2**64-1-by-0", set_blob("a", "shape", [2**64 - 1, 0]), FormatError, BLOB_LIES),
+        # No array has this shape (numpy refuses it): the record itself is bad.
+        ("shape-2**64-1-by-0", set_blob("a", "shape", [2**64 - 1, 0]), FormatError, ENTRIES),
         ("shape-64-dims", set_blob("a", "shape", [1] * 63 + [6]), FormatError, BLOB_LIES),
         ("fortran-order", set_blob("n/b", "fortran_order", True), FormatError, BLOB_LIES),
         ("size-one-more", lambda m: blob(m, "a").__setitem__(B["size"], 177), FormatError, BLOBS),
