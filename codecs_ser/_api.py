@@ -113,7 +113,10 @@ def _open_backend(source: Any, registry: Registry) -> tuple[ContainerReader, str
         name = None
     elif _is_path(source):
         path = os.fspath(source)
-        mode = os.stat(path).st_mode
+        try:
+            mode = os.stat(path).st_mode
+        except ValueError:  # a NUL in the path
+            raise UsageError(f"not a valid path: {path!r}") from None
         if stat.S_ISDIR(mode):
             return _try_backends(registry.directory_backends(), path, registry, path)
         if not stat.S_ISREG(mode):
@@ -313,7 +316,7 @@ class Container:
                 continue
             for blob in entry.blobs:
                 try:
-                    reader.read_array(blob, entry=entry.name)
+                    reader.check_blob(blob)
                 except CodecsSerError as e:
                     problems.append((blob.member, str(e)))
         index_problems = getattr(self._reader, "index_problems", None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import reprlib
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -28,6 +29,33 @@ def _clean(text: str) -> str:
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
+class _BoundedRepr(reprlib.Repr):
+    """A repr for values from the file: metadata may nest thousands of levels (a plain
+    repr then raises RecursionError) or hold megabytes; beyond these bounds it
+    abbreviates with "..."."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel = 6
+        self.maxdict = self.maxlist = self.maxtuple = self.maxset = self.maxfrozenset = 30
+        self.maxstring = self.maxother = 200
+        self.maxlong = 60
+
+    def repr_bytes(self, x: bytes, level: int) -> str:
+        """Bytes are cut before their repr is made (the plain repr of a gigabyte is 4 GB)."""
+        if len(x) <= self.maxstring:
+            return repr(x)
+        return repr(x[: self.maxstring]) + f"... ({len(x)} bytes)"
+
+
+_render = _BoundedRepr().repr
+
+
+def _text(value: Any) -> str:
+    """A value from the file for a line of output: strings as they are, else bounded."""
+    return value if isinstance(value, str) else _render(value)
+
+
 def _say(*parts: object, file: Any = None) -> None:
     print(_clean(" ".join(map(str, parts))), file=file or sys.stdout)
 
@@ -37,12 +65,13 @@ def _inspect(path: str) -> int:
         writer = c.writer
         _say(
             f"{path}: codecs_ser format {c.format_version}, backend {c.backend}, "
-            f"written by codecs_ser {writer.get('codecs_ser')} on Python {writer.get('python')}"
+            f"written by codecs_ser {_text(writer.get('codecs_ser'))} "
+            f"on Python {_text(writer.get('python'))}"
         )
         for name in c.objects:
             _say(f"object {name!r}: {c.skeleton_format(name)} skeleton")
         if c.metadata:
-            _say(f"metadata: {c.metadata}")
+            _say(f"metadata: {_render(c.metadata)}")
         rows = [("name", "codec", "dtype", "shape", "size")]
         total = 0
         for name, entry in c.entries.items():

@@ -7,10 +7,15 @@ member, checksums it on the way, and records it in the manifest.
 
 from __future__ import annotations
 
+import errno
+import io
+import mmap
+import os
 import platform
+import stat
 import sys
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 import msgpack
 import numpy as np
@@ -28,7 +33,7 @@ from ._manifest import (
     pack_entry,
     pack_manifest,
 )
-from ._npy import build_header, descr_of, parse_header
+from ._npy import MAX_EXTENT, build_header, descr_of, parse_header
 from ._skeleton import pack_msgpack, pickle_skeleton, unpack_msgpack
 from ._version import __version__
 from ._walk import Leaf, LeafCollector, escape_component
@@ -493,25 +498,61 @@ class Reader:
     def _read(self, ref: MemberRef, blob: BlobInfo, expected: bytes) -> np.ndarray:
         if blob.size <= SMALL_BLOB:
             return self._read_small(ref, blob, expected)
+        hasher = _checksum.new_hasher(_checksum.split(blob.checksum)[0]) if self._verify else None
         with self._br.open_member(ref) as f:
-            head = _read_exact(f, min(len(expected), blob.size), blob, self.m.source)
-            hlen = len(expected)
-            if head != expected:
-                hlen = self._check_foreign_header(head, f, blob)
-            self._check_data_size(blob, hlen)
-            arr = np.empty(blob.shape, blob.dtype, order="F" if blob.fortran_order else "C")
+            head, hlen = self._read_header(f, ref, blob, expected)
+            if hasher is not None:
+                hasher.update(head if hlen == len(head) else self._reread_header(ref, hlen))
+            sparse = _sparse_fd(f)
+            arr = _new_array(blob, self.m.source, zeroed=sparse is not None)
             target = _byte_view(arr.T if blob.fortran_order else arr)
-            _readinto_exact(f, target, blob, self.m.source)
-        if self._verify:
-            hasher = _checksum.new_hasher(_checksum.split(blob.checksum)[0])
-            hasher.update(head if hlen == len(head) else self._reread_header(ref, hlen))
-            hasher.update(target)
+            if sparse is not None:
+                _read_sparse(sparse, f.tell(), target.nbytes, target, hasher, blob, self.m.source)
+            else:
+                _readinto_exact(f, target, blob, self.m.source)
+                if hasher is not None:
+                    hasher.update(target)
+        if hasher is not None:
             self._compare(blob, hasher)
         return arr
 
+    def _read_header(
+        self, f: Any, ref: MemberRef, blob: BlobInfo, expected: bytes
+    ) -> tuple[bytes, int]:
+        """Read a large blob's .npy header, checked against the manifest: (what was read
+        of it, its length); the file is left at the data."""
+        head = _read_exact(f, min(len(expected), blob.size), blob, self.m.source)
+        hlen = len(expected)
+        if head != expected:
+            hlen = self._check_foreign_header(head, f, blob)
+        self._check_data_size(blob, hlen)
+        return head, hlen
+
+    def check_blob(self, blob: BlobInfo) -> None:
+        """Check a blob as reading it would (header, size, checksum) in pieces, never
+        holding the whole array: verify must not need the memory that loading needs."""
+        ref = MemberRef(blob.member, blob.offset, blob.size)
+        expected = build_header(blob.descr, blob.fortran_order, blob.shape)
+        if blob.size <= SMALL_BLOB:
+            self._read_small(ref, blob, expected)
+            return
+        hasher = _checksum.new_hasher(_checksum.split(blob.checksum)[0])
+        with self._br.open_member(ref) as f:
+            head, hlen = self._read_header(f, ref, blob, expected)
+            hasher.update(head if hlen == len(head) else self._reread_header(ref, hlen))
+            sparse = _sparse_fd(f)
+            if sparse is None:
+                _hash_stream(f, blob.nbytes, hasher, blob, self.m.source)
+            else:
+                _read_sparse(sparse, f.tell(), blob.nbytes, None, hasher, blob, self.m.source)
+        self._compare(blob, hasher)
+
     def _read_small(self, ref: MemberRef, blob: BlobInfo, expected: bytes) -> np.ndarray:
         """A small blob in one read; the array keeps the read buffer as its memory."""
-        buf = bytearray(blob.size)
+        try:
+            buf = bytearray(blob.size)
+        except MemoryError:
+            raise _out_of_memory(blob, self.m.source) from None
         readinto = getattr(self._br, "readinto_member", None)
         if readinto is not None:
             readinto(ref, buf)
@@ -774,7 +815,7 @@ def _make_view(
         type(offset) is int
         and len(shape) == len(strides) <= 64
         and all(type(n) is int and n >= 0 for n in shape)
-        and all(type(s) is int for s in strides)
+        and all(type(s) is int and -MAX_EXTENT <= s <= MAX_EXTENT for s in strides)
     )
     if ok:
         low = high = 0
@@ -810,6 +851,135 @@ def _aligned(arr: np.ndarray, align: int = 64) -> np.ndarray:
     raw[start : start + arr.nbytes] = arr.reshape(-1, order="A").view(np.uint8)
     out = raw[start : start + arr.nbytes].view(arr.dtype)
     return out.reshape(arr.shape, order="F" if fortran else "C")
+
+
+#: Pieces in which verify reads and hashes a blob.
+_PIECE = 4 << 20
+_ZEROS = bytes(_PIECE)
+
+
+def _out_of_memory(blob: BlobInfo, source: str | None) -> FormatError:
+    """The error for an array this process cannot allocate, saying what to do."""
+    return FormatError(
+        f"not enough memory to read this array of {blob.nbytes} bytes "
+        f"({blob.dtype}, shape {blob.shape}); free memory or raise the process's memory "
+        "limit, or load with mmap=True to map the file instead of reading it into memory",
+        path=source,
+        member=blob.member,
+    )
+
+
+def _new_array(blob: BlobInfo, source: str | None, *, zeroed: bool = False) -> np.ndarray:
+    """The array a blob is read into.  Zeroed, it lies in an anonymous mapping whose
+    pages cost memory only once written: the holes of a sparse file stay free."""
+    order: Literal["C", "F"] = "F" if blob.fortran_order else "C"
+    try:
+        if zeroed and blob.nbytes:
+            memory = mmap.mmap(-1, blob.nbytes)
+            return np.ndarray(blob.shape, blob.dtype, buffer=memory, order=order)
+        return np.empty(blob.shape, blob.dtype, order=order)
+    except MemoryError:
+        raise _out_of_memory(blob, source) from None
+    except OSError as e:
+        if e.errno != errno.ENOMEM:
+            raise
+        raise _out_of_memory(blob, source) from None
+
+
+def _sparse_fd(f: Any) -> int | None:
+    """The descriptor of a member file with holes (fewer blocks on disk than its size),
+    else None.  Holes read as zeros but reading them costs as much as data: a sparse
+    file of a few KiB can claim gigabytes, so holes are skipped, not read."""
+    if not hasattr(os, "SEEK_DATA"):
+        return None
+    try:
+        fd = f.fileno()
+        st = os.fstat(fd)
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return None
+    if not stat.S_ISREG(st.st_mode) or st.st_blocks * 512 >= st.st_size:
+        return None
+    return int(fd)
+
+
+def _runs(
+    fd: int, start: int, length: int, blob: BlobInfo, source: str | None
+) -> Iterator[tuple[int, int, bool]]:
+    """(offset, size, is data) of the data and the holes in ``length`` bytes from ``start``
+    of a sparse file."""
+    end = start + length
+    if os.fstat(fd).st_size < end:
+        raise FormatError("member is truncated", path=source, member=blob.member)
+    pos = start
+    while pos < end:
+        try:
+            data = min(os.lseek(fd, pos, os.SEEK_DATA), end)
+        except OSError:  # ENXIO: nothing but a hole up to the end of the file
+            data = end
+        if data > pos:
+            yield pos, data - pos, False
+            pos = data
+        if pos < end:
+            try:
+                hole = min(os.lseek(fd, pos, os.SEEK_HOLE), end)
+            except OSError:
+                hole = end
+            hole = max(hole, pos + 1)
+            yield pos, hole - pos, True
+            pos = hole
+
+
+def _pread_exact(fd: int, target: memoryview, pos: int, blob: BlobInfo) -> None:
+    """Fill ``target`` from ``pos`` of the file."""
+    done = 0
+    while done < target.nbytes:
+        n = os.preadv(fd, [target[done : done + _PIECE]], pos + done)
+        if not n:
+            raise FormatError("member is truncated", member=blob.member)
+        done += n
+
+
+def _read_sparse(
+    fd: int,
+    start: int,
+    n: int,
+    target: memoryview | None,
+    hasher: Any,
+    blob: BlobInfo,
+    source: str | None,
+) -> None:
+    """Read ``n`` bytes from ``start`` of a sparse file into ``target`` (None: into one
+    reused buffer), hashing them.  Holes are neither read nor written (``target`` is
+    zeroed), only hashed as zeros, so their pages never cost memory."""
+    scratch: memoryview | None = None
+    for pos, size, is_data in _runs(fd, start, n, blob, source):
+        done = 0
+        while done < size:
+            k = min(size - done, _PIECE)
+            if not is_data:
+                if hasher is not None:
+                    hasher.update(memoryview(_ZEROS)[:k])
+            else:
+                if target is not None:
+                    piece = target[pos - start + done : pos - start + done + k]
+                else:
+                    scratch = scratch if scratch is not None else memoryview(bytearray(_PIECE))
+                    piece = scratch[:k]
+                _pread_exact(fd, piece, pos + done, blob)
+                if hasher is not None:
+                    hasher.update(piece)
+            done += k
+
+
+def _hash_stream(f: Any, n: int, hasher: Any, blob: BlobInfo, source: str | None) -> None:
+    """Hash the next ``n`` bytes of a file in pieces of one reused buffer."""
+    buf = memoryview(bytearray(min(n, _PIECE)))
+    done = 0
+    while done < n:
+        piece = buf[: min(n - done, _PIECE)]
+        _readinto_exact(f, piece, blob, source)
+        hasher.update(piece)
+        done += piece.nbytes
 
 
 def _read_exact(f: Any, n: int, blob: BlobInfo | None, source: str | None) -> bytes:

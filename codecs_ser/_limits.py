@@ -36,6 +36,8 @@ class Limits:
             makes building them quadratic).
         max_tuple_depth: tuples nested in tuples in a pickled skeleton (hashing one
             recurses through them on the C stack).
+        max_dtype_fields: fields of one dtype description, nested ones and those of
+            numpy's comma strings ('u1,u1') included (numpy spends time and memory on each).
     """
 
     max_manifest_bytes: int = 1 << 30
@@ -47,6 +49,7 @@ class Limits:
     max_pickle_work: int = 1 << 28
     max_colliding_keys: int = 64
     max_tuple_depth: int = 1000
+    max_dtype_fields: int = 1 << 16
 
 
 DEFAULT_LIMITS = Limits()

@@ -16,7 +16,7 @@ import msgpack
 import numpy as np
 
 from ._limits import exceeded, get_limits
-from ._npy import dtype_from_descr
+from ._npy import _short, dtype_from_descr, shape_fits
 from .errors import FormatError
 
 FORMAT_NAME = "codecs_ser"
@@ -149,6 +149,13 @@ def parse_blob(raw: Any, source: str | None, entry: str, primary: bool) -> BlobI
         dtype = dtype_from_descr(descr)
     except FormatError as e:
         raise _fail(e.message, source, entry) from None
+    if not shape_fits(shape, dtype.itemsize):
+        raise _fail(
+            f"blob shape {_short(shape)} is larger than numpy can make (each dimension, "
+            "a zero one aside, times the itemsize must fit in a signed 64-bit size)",
+            source,
+            entry,
+        )
     if name is None:
         name = entry if primary else (member[:-4] if member.endswith(".npy") else member)
     blob = BlobInfo(role, member, offset, size, dtype, tuple(shape), fortran, checksum, descr, name)

@@ -9,8 +9,10 @@ implies; only a header that differs is parsed, with numpy's literal parser.
 from __future__ import annotations
 
 import ast
+import re
 import reprlib
 import struct
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any, cast
 
@@ -48,35 +50,68 @@ def _to_lists(descr: Any) -> Any:
     return out
 
 
-#: Fields a dtype description may hold in all (a description unpickled from a
-#: file may share sub-lists, so it could otherwise expand to billions).
-MAX_FIELDS = 1 << 16
+#: A type string of one field, as numpy writes them ('<f8', '|S10', '<M8[25s]', '|b1').
+#: Anything else ('u1,u1', '(3,)u1', '2i4') is numpy's comma-string syntax for records
+#: and subarrays: numpy never writes it in a .npy header, but reads it, so it is counted.
+_ONE_FIELD = re.compile(r"[<>|=]?[A-Za-z?][0-9]{0,12}(?:\[[0-9]{0,12}[A-Za-z]{1,3}\])?")
+#: numpy's bound on an array: its itemsize times every non-zero dimension must fit in
+#: intp (a zero dimension makes the array empty, not the other dimensions smaller).
+MAX_EXTENT = int(np.iinfo(np.intp).max)
+
+
+def shape_fits(shape: Sequence[int], itemsize: int) -> bool:
+    """Whether numpy can make an array of this shape and itemsize (else it raises)."""
+    extent = max(itemsize, 1)
+    for n in shape:
+        extent *= max(n, 1)
+        if extent > MAX_EXTENT:
+            return False
+    return True
+
+
+def _string_fields(descr: str) -> int:
+    """How many fields numpy may make of a type string: one for a plain type, else at
+    most one per comma-separated part (commas of subarray shapes count too)."""
+    return 1 if _ONE_FIELD.fullmatch(descr) else descr.count(",") + 1
+
+
+def _count(seen: list[int], n: int) -> None:
+    """Add ``n`` fields to a description's running count; refuse past the limit, before
+    numpy spends time and memory on each field."""
+    seen[0] += n
+    if seen[0] > get_limits().max_dtype_fields:
+        raise FormatError(exceeded("the dtype description's fields", seen[0], "max_dtype_fields"))
 
 
 def _to_tuples(descr: Any, depth: int = 0, seen: list[int] | None = None) -> Any:
+    """The description as numpy takes it (tuples), checked and its fields counted; a
+    description unpickled from a file may share sub-lists, so it is counted as a tree."""
     if depth > 32:
         raise FormatError("dtype description is nested too deeply")
-    if isinstance(descr, str):
-        return descr
-    if not isinstance(descr, list) or not descr:
-        raise FormatError(f"bad dtype description {_short(descr)}")
     if seen is None:
         seen = [0]
-    seen[0] += len(descr)
-    if seen[0] > MAX_FIELDS:
-        raise FormatError(f"dtype description has more than {MAX_FIELDS} fields")
+    if isinstance(descr, str):
+        # A field's type: the field is counted already, the records of a comma string not.
+        _count(seen, _string_fields(descr) - (1 if depth else 0))
+        return descr
+    if not isinstance(descr, (list, tuple)) or not descr:
+        raise FormatError(f"bad dtype description {_short(descr)}")
+    _count(seen, len(descr))
     out = []
     for field in descr:
-        if not isinstance(field, list) or len(field) not in (2, 3):
+        if not isinstance(field, (list, tuple)) or len(field) not in (2, 3):
             raise FormatError(f"bad dtype field {_short(field)}")
         name = tuple(field[0]) if isinstance(field[0], list) else field[0]
         item: tuple[Any, ...] = (name, _to_tuples(field[1], depth + 1, seen))
         if len(field) == 3:
-            if not isinstance(field[2], list) or not all(
-                isinstance(n, int) and 0 <= n < 1 << 31 for n in field[2]
+            shape = field[2]
+            if (
+                not isinstance(shape, (list, tuple))
+                or len(shape) > get_limits().max_ndim
+                or not all(type(n) is int and 0 <= n < 1 << 31 for n in shape)
             ):
                 raise FormatError(f"bad subarray shape in dtype field {_short(field)}")
-            item += (tuple(field[2]),)
+            item += (tuple(shape),)
         out.append(item)
     return out
 
@@ -87,6 +122,7 @@ def dtype_from_descr(descr: Any, *, allow_object: bool = False) -> np.dtype:
     Object dtypes are refused unless ``allow_object`` (a blob never holds objects).
     """
     if isinstance(descr, str) and not allow_object:
+        _count([0], _string_fields(descr))
         return _simple_dtype(descr)
     try:
         dtype = npformat.descr_to_dtype(_to_tuples(descr))
@@ -184,7 +220,7 @@ def parse_header(data: bytes) -> tuple[np.dtype, bool, tuple[int, ...], int]:
     ):
         raise FormatError(f"malformed .npy header: bad shape {shape!r}")
     try:
-        dtype = npformat.descr_to_dtype(header["descr"])
-    except Exception as e:
-        raise FormatError(f"malformed .npy header: bad descr ({type(e).__name__})") from None
+        dtype = dtype_from_descr(header["descr"], allow_object=True)
+    except FormatError as e:
+        raise FormatError(f"malformed .npy header: {e.message}") from None
     return dtype, bool(fortran), tuple(shape), start + hlen

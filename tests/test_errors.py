@@ -601,3 +601,19 @@ def test_cli_escapes_control_characters_from_the_file(
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\x07" not in out
     assert _cli._clean("ok ünï\x1b[2J\n") == "ok ünï\\x1b[2J\\n"
+
+
+def test_inspect_renders_values_from_the_file_bounded() -> None:
+    """Metadata nested past the recursion limit, or of megabytes, prints abbreviated."""
+    from codecs_ser._cli import _render
+
+    deep: Any = "bottom"
+    for _ in range(3000):
+        deep = {"k": [deep]}
+    text = _render({"deep": deep, "big": b"x" * 10**7, "long": "y" * 10**7})
+    assert len(text) < 3000 and "..." in text
+
+
+def test_a_path_with_a_nul_is_a_usage_error() -> None:
+    with pytest.raises(errors.UsageError):
+        codecs_ser.load("a\x00b.tar")

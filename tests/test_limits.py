@@ -161,3 +161,67 @@ def test_numpy_values_in_pickles_load_untrusted() -> None:
     assert back["dtypes"] == obj["dtypes"]
     assert back["scalars"] == obj["scalars"]
     assert back["objects"].tolist() == obj["objects"].tolist()
+
+
+@pytest.mark.parametrize(
+    "descr",
+    [
+        ",".join(["u1"] * 70_000),  # numpy's comma string: one field per part
+        [["f", ",".join(["u1"] * 70_000)]],  # a comma string inside a record
+        [[f"f{i}", "u1"] for i in range(70_000)],
+    ],
+    ids=["comma-string", "comma-string-in-a-record", "list"],
+)
+def test_dtype_fields_limit(descr: object) -> None:
+    from codecs_ser._npy import dtype_from_descr
+
+    with pytest.raises(FormatError) as info:
+        dtype_from_descr(descr)
+    assert "max_dtype_fields" in str(info.value)
+    with codecs_ser.limits(max_dtype_fields=80_000):
+        assert len(dtype_from_descr(descr).descr) in (1, 70_000)
+
+
+def test_dtype_fields_limit_applies_to_npy_headers() -> None:
+    from codecs_ser._npy import parse_header
+
+    nine = ",".join(["u1"] * 9)
+    text = f"{{'descr': '{nine}', 'fortran_order': False, 'shape': (1,), }}"
+    body = text.encode() + b" " * (-(len(text) + 11) % 64) + b"\n"
+    header = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(body)) + body
+    assert len(parse_header(header)[0].names or ()) == 9
+    with codecs_ser.limits(max_dtype_fields=8), pytest.raises(FormatError) as info:
+        parse_header(header)
+    assert "max_dtype_fields" in str(info.value)
+
+
+@pytest.mark.parametrize("descr", ["<f8", "|S10", "<U3", "<M8[25s]", "|b1", "|V16", "<c16"])
+def test_plain_type_strings_are_one_field(descr: str) -> None:
+    from codecs_ser._npy import dtype_from_descr
+
+    with codecs_ser.limits(max_dtype_fields=1):
+        assert dtype_from_descr(descr) == np.dtype(descr)
+
+
+@pytest.mark.parametrize(
+    ("shape", "itemsize", "fits"),
+    [
+        ([0, 2**63 - 1], 1, True),
+        ([0, 2**63], 1, False),
+        ([2**63, 0], 1, False),
+        ([0, 2**60], 8, False),
+        ([0, 2**60 - 1], 8, True),
+        ([0, 2**62, 4], 1, False),
+        ([3, 0, 5], 8, True),
+    ],
+)
+def test_shapes_numpy_can_make(shape: list[int], itemsize: int, fits: bool) -> None:
+    from codecs_ser._npy import shape_fits
+
+    assert shape_fits(shape, itemsize) is fits
+    dtype = np.dtype(f"V{itemsize}")
+    if fits:
+        np.empty(shape, dtype)
+    else:
+        with pytest.raises(ValueError):
+            np.empty(shape, dtype)

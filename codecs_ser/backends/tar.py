@@ -202,10 +202,14 @@ class TarReader:
         src = self._src
         index: dict[str, tuple[int, int]] = {}
         for member in _tarscan.scan(src):
+            if member.path is None:
+                continue  # tar -x refuses the name; verify reports it
             # Regular files only: links, devices and GNU sparse members are not content.
+            # The last entry of a path wins, as in tar -x, whatever it is.
             if member.type in _REGULAR:
-                name = member.name[2:] if member.name.startswith("./") else member.name
-                index[name] = (member.offset, member.size)  # a later one wins, as in tar -x
+                index[member.path] = (member.offset, member.size)
+            else:
+                index.pop(member.path, None)
         if MANIFEST not in index:
             raise FormatError("not a codecs_ser container: no manifest member", path=src.name)
         self._index = index
@@ -310,11 +314,25 @@ class TarReader:
         return [member.name for member in _tarscan.scan(self._src)]
 
     def index_problems(self, refs: list[MemberRef]) -> list[tuple[str, str]]:
-        """Members whose tar entry (as ``tar -x`` sees it: the last of a name) is not the
-        regular file of the manifest's offset and size."""
-        index = {m.name.removeprefix("./"): m for m in _tarscan.scan(self._src)}
+        """Members (the manifest too) whose tar entry as ``tar -x`` sees it (the last one
+        whose name normalises to theirs) is not the regular file of the manifest's offset
+        and size, and entries whose names no tool extracts safely."""
+        assert self._manifest_at is not None
+        index: dict[str, _tarscan.TarMember] = {}
         problems = []
-        for ref in refs:
+        for member in _tarscan.scan(self._src):
+            if member.path is None:
+                problems.append(
+                    (
+                        member.name,
+                        "a tar entry with a '..' component: tar -x refuses it, "
+                        "other tools may extract it over a member or outside the folder",
+                    )
+                )
+            else:
+                index[member.path] = member
+        manifest = MemberRef(MANIFEST, self._manifest_at[1], self._manifest_at[2])
+        for ref in [manifest, *refs]:
             found = index.get(ref.name)
             if found is None or found.type not in _REGULAR:
                 problems.append((ref.name, "no regular tar entry of this name"))

@@ -11,6 +11,7 @@ Members are written in order with data descriptors, so a pipe works as a target.
 from __future__ import annotations
 
 import itertools
+import re
 import struct
 import time
 import zipfile
@@ -44,6 +45,20 @@ POINTER_MAGIC = b"CODECS_SER-ZIP\x00\x00"
 _ALIGN_EXTRA_ID = 0xD935
 _FLAG_DESCRIPTOR = 0x08
 _FLAG_UTF8 = 0x800
+_DRIVE = re.compile(r"[A-Za-z]:")
+
+
+def extracted_name(name: str) -> str:
+    """The path, relative to the folder it extracts into, where unzip (or Python's
+    zipfile) puts a member: backslashes are separators (unzip converts them for archives
+    made on DOS or Windows, zipfile on Windows), a drive and leading "/" are removed, and
+    empty, "." and ".." components are dropped (unzip skips ".." rather than refusing)."""
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".", "..")]
+    if parts and _DRIVE.match(parts[0]):
+        parts[0] = parts[0][2:]
+        if not parts[0]:
+            del parts[0]
+    return "/".join(parts)
 
 
 def _dos_time(t: float, *, utc: bool = False) -> tuple[int, int]:
@@ -263,9 +278,11 @@ class ZipReader:
         index: dict[str, tuple[int, int]] = {}
         spans: list[tuple[int, int, str]] = []
         for info in self._infos():
-            if info.filename in index:
+            if extracted_name(info.filename) in index:
                 raise FormatError(
-                    "zip holds two members of this name", path=self._src.name, member=info.filename
+                    "zip holds two members that extract to one file",
+                    path=self._src.name,
+                    member=info.filename,
                 )
             if info.compress_type != zipfile.ZIP_STORED:
                 raise FormatError(
@@ -300,7 +317,7 @@ class ZipReader:
                 raise FormatError(
                     "member lies outside the file", path=self._src.name, member=info.filename
                 )
-            index[info.filename] = (data, info.file_size)
+            index[extracted_name(info.filename)] = (data, info.file_size)
             spans.append((header_at, data + info.file_size, info.filename))
         spans.sort()
         for (_, end, _), (start, _, name) in itertools.pairwise(spans):
@@ -396,15 +413,19 @@ class ZipReader:
         return self._src.map(self._locate(ref), ref.size)
 
     def index_problems(self, refs: list[MemberRef]) -> list[tuple[str, str]]:
-        """Members whose zip directory entry (what ``unzip`` extracts) is not a stored
-        member at the manifest's offset with the manifest's size."""
+        """Members (the manifest too) whose zip directory entry (what ``unzip`` extracts:
+        the last one whose name normalises to theirs) is not a stored member at the
+        manifest's offset with the manifest's size."""
+        assert self._pointer is not None
         infos: dict[str, zipfile.ZipInfo] = {}
         problems: list[tuple[str, str]] = []
         for info in self._infos():
-            if info.filename in infos:
-                problems.append((info.filename, "the zip directory lists this name twice"))
-            infos[info.filename] = info
-        for ref in refs:
+            path = extracted_name(info.filename)
+            if path in infos:
+                problems.append((info.filename, "two zip directory entries extract to this name"))
+            infos[path] = info
+        manifest = MemberRef(MANIFEST, self._pointer[1], self._pointer[2])
+        for ref in [manifest, *refs]:
             found = infos.get(ref.name)
             if found is None:
                 problems.append((ref.name, "not in the zip directory"))
