@@ -3,6 +3,7 @@ and raising the knob lets the same file load."""
 
 from __future__ import annotations
 
+import struct
 import threading
 from pathlib import Path
 

@@ -46,7 +46,7 @@ def _values() -> dict[str, Any]:
         "tz": tz,
         "dec": decimal.Decimal("-1.50E+3"),
         "dec_nan": decimal.Decimal("NaN123"),
-        "frac": fractions.Fraction(-10**40, 3),
+        "frac": fractions.Fraction(-(10**40), 3),
         "pure_path": pathlib.PurePosixPath("/a/b"),
         "path": pathlib.PosixPath("runs/exp1.txt"),
         "win_path": pathlib.PureWindowsPath("c:/x/y"),
@@ -166,7 +166,7 @@ def test_tuples_nested_past_the_limit_are_refused_before_hashing() -> None:
     with pytest.raises(FormatError, match="max_tuple_depth"):
         codecs_ser._safe_pickle.scan_globals(b"\x80\x04(" + deep + b"\x91.")
     with codecs_ser.limits(max_tuple_depth=2000):
-        (key,) = _load(b"}" + deep + b"Ns")
+        assert len(_load(b"}" + deep + b"Ns")) == 1
     assert scan_globals(b"\x80\x04" + b"N" + b"\x85" * 1000 + b".") == []
 
 
