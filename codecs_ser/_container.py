@@ -8,11 +8,8 @@ member, checksums it on the way, and records it in the manifest.
 from __future__ import annotations
 
 import errno
-import io
 import mmap
-import os
 import platform
-import stat
 import sys
 from collections.abc import Iterable, Iterator
 from typing import Any, Literal
@@ -35,6 +32,7 @@ from ._manifest import (
 )
 from ._npy import MAX_EXTENT, build_header, descr_of, parse_header
 from ._skeleton import pack_msgpack, pickle_skeleton, unpack_msgpack
+from ._sparse import PIECE, read_sparse, sparse_fd
 from ._version import __version__
 from ._walk import Leaf, LeafCollector, escape_component
 from .backend import ContainerReader, ContainerWriter, MemberRef
@@ -503,11 +501,11 @@ class Reader:
             head, hlen = self._read_header(f, ref, blob, expected)
             if hasher is not None:
                 hasher.update(head if hlen == len(head) else self._reread_header(ref, hlen))
-            sparse = _sparse_fd(f)
+            sparse = sparse_fd(f)
             arr = _new_array(blob, self.m.source, zeroed=sparse is not None)
             target = _byte_view(arr.T if blob.fortran_order else arr)
             if sparse is not None:
-                _read_sparse(sparse, f.tell(), target.nbytes, target, hasher, blob, self.m.source)
+                read_sparse(sparse, f.tell(), target.nbytes, target, hasher, blob, self.m.source)
             else:
                 _readinto_exact(f, target, blob, self.m.source)
                 if hasher is not None:
@@ -540,11 +538,11 @@ class Reader:
         with self._br.open_member(ref) as f:
             head, hlen = self._read_header(f, ref, blob, expected)
             hasher.update(head if hlen == len(head) else self._reread_header(ref, hlen))
-            sparse = _sparse_fd(f)
+            sparse = sparse_fd(f)
             if sparse is None:
                 _hash_stream(f, blob.nbytes, hasher, blob, self.m.source)
             else:
-                _read_sparse(sparse, f.tell(), blob.nbytes, None, hasher, blob, self.m.source)
+                read_sparse(sparse, f.tell(), blob.nbytes, None, hasher, blob, self.m.source)
         self._compare(blob, hasher)
 
     def _read_small(self, ref: MemberRef, blob: BlobInfo, expected: bytes) -> np.ndarray:
@@ -853,11 +851,6 @@ def _aligned(arr: np.ndarray, align: int = 64) -> np.ndarray:
     return out.reshape(arr.shape, order="F" if fortran else "C")
 
 
-#: Pieces in which verify reads and hashes a blob.
-_PIECE = 4 << 20
-_ZEROS = bytes(_PIECE)
-
-
 def _out_of_memory(blob: BlobInfo, source: str | None) -> FormatError:
     """The error for an array this process cannot allocate, saying what to do."""
     return FormatError(
@@ -886,97 +879,12 @@ def _new_array(blob: BlobInfo, source: str | None, *, zeroed: bool = False) -> n
         raise _out_of_memory(blob, source) from None
 
 
-def _sparse_fd(f: Any) -> int | None:
-    """The descriptor of a member file with holes (fewer blocks on disk than its size),
-    else None.  Holes read as zeros but reading them costs as much as data: a sparse
-    file of a few KiB can claim gigabytes, so holes are skipped, not read."""
-    if not hasattr(os, "SEEK_DATA"):
-        return None
-    try:
-        fd = f.fileno()
-        st = os.fstat(fd)
-    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
-        return None
-    if not stat.S_ISREG(st.st_mode) or st.st_blocks * 512 >= st.st_size:
-        return None
-    return int(fd)
-
-
-def _runs(
-    fd: int, start: int, length: int, blob: BlobInfo, source: str | None
-) -> Iterator[tuple[int, int, bool]]:
-    """(offset, size, is data) of the data and the holes in ``length`` bytes from ``start``
-    of a sparse file."""
-    end = start + length
-    if os.fstat(fd).st_size < end:
-        raise FormatError("member is truncated", path=source, member=blob.member)
-    pos = start
-    while pos < end:
-        try:
-            data = min(os.lseek(fd, pos, os.SEEK_DATA), end)
-        except OSError:  # ENXIO: nothing but a hole up to the end of the file
-            data = end
-        if data > pos:
-            yield pos, data - pos, False
-            pos = data
-        if pos < end:
-            try:
-                hole = min(os.lseek(fd, pos, os.SEEK_HOLE), end)
-            except OSError:
-                hole = end
-            hole = max(hole, pos + 1)
-            yield pos, hole - pos, True
-            pos = hole
-
-
-def _pread_exact(fd: int, target: memoryview, pos: int, blob: BlobInfo) -> None:
-    """Fill ``target`` from ``pos`` of the file."""
-    done = 0
-    while done < target.nbytes:
-        n = os.preadv(fd, [target[done : done + _PIECE]], pos + done)
-        if not n:
-            raise FormatError("member is truncated", member=blob.member)
-        done += n
-
-
-def _read_sparse(
-    fd: int,
-    start: int,
-    n: int,
-    target: memoryview | None,
-    hasher: Any,
-    blob: BlobInfo,
-    source: str | None,
-) -> None:
-    """Read ``n`` bytes from ``start`` of a sparse file into ``target`` (None: into one
-    reused buffer), hashing them.  Holes are neither read nor written (``target`` is
-    zeroed), only hashed as zeros, so their pages never cost memory."""
-    scratch: memoryview | None = None
-    for pos, size, is_data in _runs(fd, start, n, blob, source):
-        done = 0
-        while done < size:
-            k = min(size - done, _PIECE)
-            if not is_data:
-                if hasher is not None:
-                    hasher.update(memoryview(_ZEROS)[:k])
-            else:
-                if target is not None:
-                    piece = target[pos - start + done : pos - start + done + k]
-                else:
-                    scratch = scratch if scratch is not None else memoryview(bytearray(_PIECE))
-                    piece = scratch[:k]
-                _pread_exact(fd, piece, pos + done, blob)
-                if hasher is not None:
-                    hasher.update(piece)
-            done += k
-
-
 def _hash_stream(f: Any, n: int, hasher: Any, blob: BlobInfo, source: str | None) -> None:
     """Hash the next ``n`` bytes of a file in pieces of one reused buffer."""
-    buf = memoryview(bytearray(min(n, _PIECE)))
+    buf = memoryview(bytearray(min(n, PIECE)))
     done = 0
     while done < n:
-        piece = buf[: min(n - done, _PIECE)]
+        piece = buf[: min(n - done, PIECE)]
         _readinto_exact(f, piece, blob, source)
         hasher.update(piece)
         done += piece.nbytes
