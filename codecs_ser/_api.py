@@ -7,8 +7,8 @@ import contextlib
 import io
 import os
 import stat
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -16,7 +16,7 @@ from . import _checksum, _clock
 from ._container import Reader, Writer, check_metadata
 from ._manifest import EntryInfo, EntryMap, Manifest, parse_manifest
 from .backend import ContainerReader, MemberRef, Source, Target
-from .errors import CodecsSerError, FormatError, UsageError
+from .errors import CodecsSerError, ContainerReplacedError, FormatError, UsageError
 from .registry import Registry, default_registry
 
 __all__ = [
@@ -299,26 +299,30 @@ class Container:
         return sorted(found)
 
     def verify(self) -> list[tuple[str, str]]:
-        """Check every checksum; returns (member, problem) pairs, empty when all is well."""
+        """Check every checksum; returns (member, problem) pairs, empty when all is well.
+
+        A container replaced by a writer meanwhile is no problem of its content: that
+        raises :class:`~codecs_ser.errors.ContainerReplacedError` instead.
+        """
         problems: list[tuple[str, str]] = []
         reader = self._reader_for(verify=True)
         m = self._manifest
+
+        def checked(member: str, check: Callable[[Any], Any], arg: Any) -> Any:
+            try:
+                return check(arg)
+            except ContainerReplacedError:
+                raise
+            except CodecsSerError as e:
+                problems.append((member, str(e)))
+                return None
+
         for obj in m.objects:
-            try:
-                reader.read_skeleton(obj)
-            except CodecsSerError as e:
-                problems.append((str(obj.skeleton_ref.get("member")), str(e)))
+            checked(str(obj.skeleton_ref.get("member")), reader.read_skeleton, obj)
         for i in range(len(m.names)):
-            try:
-                entry = m.entry(i)
-            except CodecsSerError as e:
-                problems.append((m.names[i], str(e)))
-                continue
-            for blob in entry.blobs:
-                try:
-                    reader.check_blob(blob)
-                except CodecsSerError as e:
-                    problems.append((blob.member, str(e)))
+            entry = checked(m.names[i], m.entry, i)
+            for blob in entry.blobs if entry is not None else ():
+                checked(blob.member, reader.check_blob, blob)
         index_problems = getattr(self._reader, "index_problems", None)
         if index_problems is not None:
             # What tar -x or unzip would extract must be what was just checked.
@@ -348,6 +352,24 @@ def _strip(name: str, prefix: str) -> str:
     return name[len(prefix) :] if prefix and name.startswith(prefix) else name
 
 
+T = TypeVar("T")
+
+#: How often a one-shot call opens a path again when a writer replaced it meanwhile.
+REOPEN_ATTEMPTS = 8
+
+
+def _reopening(source: Any, call: Callable[[], T]) -> T:
+    """Run a one-shot read of ``source``, opening it again when a writer swapped the
+    container (a dir) while it was read, as a reader of a tar never sees the swap."""
+    for attempt in range(REOPEN_ATTEMPTS):
+        try:
+            return call()
+        except ContainerReplacedError:
+            if not _is_path(source) or attempt == REOPEN_ATTEMPTS - 1:
+                raise
+    raise AssertionError("a last attempt either returns or raises")
+
+
 def open(source: Source | bytes, *, registry: Registry | None = None) -> Container:
     """Open a container; reads only its manifest."""
     return Container(source, registry=registry)
@@ -373,8 +395,14 @@ def load(
     read (``verify=False`` skips that; with ``mmap`` they are skipped unless
     ``verify=True``, since verifying reads every page).
     """
-    with Container(source, registry=registry) as c:
-        return c.load(name, trusted=trusted, mmap=mmap, verify=verify, map_location=map_location)
+
+    def once() -> Any:
+        with Container(source, registry=registry) as c:
+            return c.load(
+                name, trusted=trusted, mmap=mmap, verify=verify, map_location=map_location
+            )
+
+    return _reopening(source, once)
 
 
 def loads(data: bytes, **kwargs: Any) -> Any:
@@ -393,22 +421,34 @@ def load_arrays(
     registry: Registry | None = None,
 ) -> dict[str, np.ndarray]:
     """Every array of the container as numpy, by hierarchical name; no codec, no unpickling."""
-    with Container(source, registry=registry) as c:
-        return c.arrays(name, mmap=mmap, verify=verify)
+
+    def once() -> dict[str, np.ndarray]:
+        with Container(source, registry=registry) as c:
+            return c.arrays(name, mmap=mmap, verify=verify)
+
+    return _reopening(source, once)
 
 
 def audit(
     source: Source | bytes, name: str | None = None, *, registry: Registry | None = None
 ) -> list[str]:
     """The globals that loading would import, sorted; runs nothing."""
-    with Container(source, registry=registry) as c:
-        return c.audit(name)
+
+    def once() -> list[str]:
+        with Container(source, registry=registry) as c:
+            return c.audit(name)
+
+    return _reopening(source, once)
 
 
 def verify(source: Source | bytes, *, registry: Registry | None = None) -> list[tuple[str, str]]:
     """Check every checksum of a container; an empty list means it is intact."""
-    with Container(source, registry=registry) as c:
-        return c.verify()
+
+    def once() -> list[tuple[str, str]]:
+        with Container(source, registry=registry) as c:
+            return c.verify()
+
+    return _reopening(source, once)
 
 
 def add(

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 __all__ = [
     "CodecsSerError",
     "ConcurrentWriteError",
+    "ContainerReplacedError",
     "DuplicateRegistrationError",
     "FormatError",
     "IntegrityError",
@@ -47,6 +48,15 @@ class FormatError(CodecsSerError, ValueError):
         if self.member is not None:
             where.append(f"member {self.member!r}")
         return f"{self.message} ({', '.join(where)})" if where else self.message
+
+
+class ContainerReplacedError(FormatError):
+    """A writer replaced the container (a dir swapped whole) while it was being read.
+
+    The one-shot calls (``load``, ``load_arrays``, ``audit``, ``verify``) open it again
+    on their own; an open :class:`~codecs_ser.Container` keeps reading what it opened
+    and raises this, since what it already returned came from the old container.
+    """
 
 
 class IntegrityError(FormatError):

@@ -26,7 +26,12 @@ from .._files import SeqWriter, fsync_dir, identity
 from .._limits import exceeded, get_limits
 from .._tempfiles import temp_name
 from ..backend import MemberRef
-from ..errors import ConcurrentWriteError, FormatError, TargetExistsError
+from ..errors import (
+    ConcurrentWriteError,
+    ContainerReplacedError,
+    FormatError,
+    TargetExistsError,
+)
 
 MANIFEST = ".codecs_ser/manifest.msgpack"
 #: Member files smaller than this are read, not mapped: a mapping costs a descriptor.
@@ -256,7 +261,7 @@ def _open_regular(root: str, name: str, root_fd: int | None = None) -> BinaryIO:
             fd = os.open(safe_member_path(root, name), _READ_FLAGS)
     except (FileNotFoundError, NotADirectoryError):
         if root_fd is not None and not _tempfiles.still_named(root_fd, root, follow=True):
-            raise FormatError(
+            raise ContainerReplacedError(
                 "the container folder was replaced while it was read; open it again",
                 path=root,
                 member=name,
