@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from . import _checksum, _clock
-from ._container import Reader, Writer, check_metadata
+from ._container import Reader, Writer, check_metadata, check_new_object_name
 from ._manifest import EntryInfo, EntryMap, Manifest, parse_manifest
 from .backend import ContainerReader, MemberRef, Source, Target
 from .errors import CodecsSerError, ContainerReplacedError, FormatError, UsageError
@@ -457,27 +457,35 @@ def add(
     *,
     name: str,
     metadata: dict[str, Any] | None = None,
+    checksum: str | None = None,
     durable: bool = True,
     registry: Registry | None = None,
 ) -> None:
     """Append ``obj`` as a new named object to the container at ``path``.
 
-    Arrays whose bytes the container already holds are not stored again.  A
-    failure midway leaves the container exactly as it was.
+    ``name`` must differ from the names of the objects already there, compared
+    ignoring case.  Arrays whose bytes the container already holds (under the
+    same checksum) are not stored again.  ``checksum`` names the new blobs'
+    checksum; by default, the container's.  A failure midway leaves the container
+    exactly as it was.
     """
     registry = registry or default_registry
     if not _is_path(path):
         raise UsageError("add() needs a path to an existing container")
     if not isinstance(name, str) or not name:
         raise UsageError("add() needs a non-empty name for the new object")
+    if checksum is not None:
+        try:
+            _checksum.check_algorithm(checksum)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
     check_metadata(metadata)
     _clock.source_date_epoch()  # a bad SOURCE_DATE_EPOCH fails before anything is written
     reader, backend_id = _open_backend(path, registry)
     try:
         manifest = parse_manifest(reader.read_manifest(), os.fspath(path))
-        if any(o.name == name for o in manifest.objects):
-            raise UsageError(f"{os.fspath(path)!r} already holds an object named {name!r}")
-        algorithm = (
+        check_new_object_name(name, [o.name for o in manifest.objects])
+        algorithm = checksum or (
             manifest.checksum if manifest.checksum in _checksum.ALGORITHMS else _checksum.DEFAULT
         )
         try:

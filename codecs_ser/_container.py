@@ -30,11 +30,12 @@ from ._manifest import (
     pack_entry,
     pack_manifest,
 )
+from ._names import clash_key, escape_component
 from ._npy import MAX_EXTENT, build_header, descr_of, parse_header
 from ._skeleton import pack_msgpack, pickle_skeleton, unpack_msgpack
 from ._sparse import PIECE, read_sparse, sparse_fd
 from ._version import __version__
-from ._walk import Leaf, LeafCollector, escape_component
+from ._walk import Leaf, LeafCollector
 from .backend import ContainerReader, ContainerWriter, MemberRef
 from .codec import CodecSpec, DecodeContext, Encoded
 from .codecs.numpy import NdarrayCodec
@@ -66,6 +67,10 @@ def _array_chunks(arr: np.ndarray) -> tuple[bool, Iterable[memoryview]]:
 
 
 def _strided_chunks(arr: np.ndarray) -> Iterator[memoryview]:
+    if arr.dtype.names is not None:
+        # Copying records copies their fields only, leaving the padding between them as
+        # whatever the new memory held: copy whole items, padding included.
+        arr = arr[..., np.newaxis].view(np.dtype((np.void, arr.dtype.itemsize)))[..., 0]
     rows = max(1, CHUNK // max(1, arr.nbytes // max(1, arr.shape[0])))
     if arr.ndim and arr.nbytes // max(1, arr.shape[0]) <= CHUNK:
         for i in range(0, arr.shape[0], rows):
@@ -136,6 +141,15 @@ def check_metadata(metadata: Any) -> dict[str, Any]:
     return _check_metadata(metadata)
 
 
+def check_new_object_name(name: str, existing: Iterable[str]) -> None:
+    """Object names are unique compared as member names are (case folded, normalised)."""
+    key = clash_key(name)
+    for other in existing:
+        if clash_key(other) == key:
+            same = "" if other == name else f" ({other!r}: names are compared ignoring case)"
+            raise UsageError(f"the container already holds an object named {name!r}{same}")
+
+
 class Writer:
     """Writes one container: objects, their leaves, then the manifest."""
 
@@ -160,7 +174,7 @@ class Writer:
         self._names: list[str] = []
         self._entries: list[bytes] = []
         self._dists: dict[str, Any] = {}
-        self._used: set[str] = {META_DIR.casefold()}
+        self._used: set[str] = {clash_key(META_DIR)}
         self._dedupe: dict[tuple[int, str], tuple[str, int | None]] | None = None
         if existing is not None:
             self._adopt(existing)
@@ -177,27 +191,25 @@ class Writer:
                     "metadata": obj.metadata,
                 }
             )
-            self._used.add(obj.prefix.rstrip("/").casefold())
+            self._used.add(clash_key(obj.prefix.rstrip("/")))
         self._names = list(m.names)
         self._entries = list(m.raw_entries)
         self._dists = dict(m.dists)
         self._dedupe = {}
         for i in range(len(m.names)):
             entry = m.entry(i)
-            self._used.add(entry.name.casefold())
+            self._used.add(clash_key(entry.name))
             for blob in entry.blobs:
-                self._used.add(blob.member[: -len(".npy")].casefold())
+                self._used.add(clash_key(blob.member[: -len(".npy")]))
                 self._dedupe[(blob.size, blob.checksum)] = (blob.member, blob.offset)
 
     # -- objects ---------------------------------------------------------------
 
     def write_object(self, obj: Any, name: str, metadata: dict[str, Any] | None = None) -> None:
-        if any(o["name"] == name for o in self._objects):
-            raise UsageError(f"the container already holds an object named {name!r}")
+        check_new_object_name(name, [o["name"] for o in self._objects])
         index = len(self._objects)
+        # Entries of this object whose names other entries hold get "~n" as any leaf does.
         prefix = "" if index == 0 else escape_component(name) + "/"
-        if prefix and prefix.rstrip("/").casefold() in self._used:
-            raise UsageError(f"object name {name!r} clashes with an entry name; choose another")
         collector = LeafCollector(
             self._registry, prefix=prefix, used_names=self._used, first_index=len(self._names)
         )
@@ -744,7 +756,7 @@ class Reader:
         # The view must show exactly the bytes stored for it (what readers that know
         # nothing of views get): otherwise the file would mean two different arrays.
         own = self.read_array(blob, entry=entry.name)
-        if result.tobytes() != own.tobytes():
+        if not _same_values(result, own):
             raise FormatError(
                 "view entry shows other values than the bytes stored for it",
                 path=self.m.source,
@@ -798,6 +810,14 @@ class Reader:
             return self.entry_value(index)
 
         return resolve
+
+
+def _same_values(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two arrays of one dtype and shape hold the same bytes in every field; the
+    padding between the fields of records is not part of the values."""
+    if a.dtype.names is None:
+        return a.tobytes() == b.tobytes()
+    return all(_same_values(a[name], b[name]) for name in a.dtype.names)
 
 
 def _make_view(

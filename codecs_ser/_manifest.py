@@ -16,6 +16,7 @@ import msgpack
 import numpy as np
 
 from ._limits import exceeded, get_limits
+from ._manifest_seal import check_sealed
 from ._npy import _short, dtype_from_descr, shape_fits
 from .errors import FormatError
 
@@ -341,6 +342,7 @@ def parse_manifest(data: bytes, source: str | None) -> Manifest:
         raise _fail(f"not valid msgpack ({type(e).__name__}: {e})", source) from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT_NAME:
         raise FormatError("not a codecs_ser manifest", path=source)
+    check_sealed(bytes(data), raw, source)
     version = raw.get("format_version")
     if not _is_int(version) or version < 1:
         raise _fail("format_version is missing or not an integer", source)

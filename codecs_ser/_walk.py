@@ -16,32 +16,13 @@ import numpy as np
 import xxhash
 
 from ._known import dist_for_type
+from ._names import clash_key, escape_component
 from ._skeleton import MAX_TUPLE_NESTING, SCALAR_TYPES, fits_msgpack_int, recursion_headroom
 from .codec import CodecSpec
 from .errors import NoCodecForTypeError
 from .registry import Registry
 
-_ESCAPES = {ord("%"): "%25", ord("/"): "%2F", ord("\\"): "%5C"}
-_ESCAPES.update({c: f"%{c:02X}" for c in range(32)})
-_ESCAPES[0x7F] = "%7F"
-_MAX_COMPONENT = 120
 _MAX_NAME = 1000
-
-
-def escape_component(key: Any) -> str:
-    """A member-name component for a key: no '/', no control characters, no leading '.'."""
-    if type(key) is str and key.isidentifier() and len(key) <= _MAX_COMPONENT // 4:
-        return key  # nothing to escape: the common case of attribute-like names
-    text = key if type(key) is str else repr(key)
-    if not text:
-        return "%"
-    out = text.translate(_ESCAPES)
-    if out[0] == ".":
-        out = "%2E" + out[1:]
-    if len(out.encode("utf-8", "surrogatepass")) > _MAX_COMPONENT:
-        digest = xxhash.xxh3_64_hexdigest(out.encode("utf-8", "surrogatepass"))
-        out = out[:80] + "~" + digest
-    return out.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 class Leaf:
@@ -83,17 +64,17 @@ class LeafCollector:
     # -- naming ------------------------------------------------------------
 
     def reserve(self, path: str) -> str:
-        """A unique stem for ``path`` (case-insensitively unique, for case-folding disks)."""
+        """A unique stem for ``path``: no file system may take two stems for one file."""
         base = self._prefix + path if path else self._prefix + "root"
         if len(base) > _MAX_NAME:
             base = (
                 self._prefix + f"_long/{xxhash.xxh3_64_hexdigest(base.encode('utf-8', 'replace'))}"
             )
         stem, n = base, 0
-        while stem.casefold() in self._used:
+        while clash_key(stem) in self._used:
             n += 1
             stem = f"{base}~{n}"
-        self._used.add(stem.casefold())
+        self._used.add(clash_key(stem))
         return stem
 
     def reserve_member(self, stem: str, role: str) -> str:

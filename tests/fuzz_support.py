@@ -50,6 +50,7 @@ import xxhash
 
 import codecs_ser
 from codecs_ser import _cli
+from codecs_ser._manifest_seal import SEAL_KEY, seal
 from codecs_ser.errors import CodecsSerError
 
 T = TypeVar("T")
@@ -1312,7 +1313,10 @@ def _encode_manifest(m: Model, ch: Chooser, steps: list[str]) -> bytes:
         man["entries"] = [
             e.data if isinstance(e, Raw) else msgpack.packb(e, use_bin_type=True) for e in entries
         ]
+    sealed = man.pop(SEAL_KEY, None) is not None
     packed = msgpack.packb(man, use_bin_type=True)
+    if sealed:  # a dir manifest's own checksum, which anyone can recompute
+        packed = seal(packed)
     if chance(ch, 8):
         packed = blind(packed, ch, steps)
         steps[-1] = f"manifest bytes: {steps[-1]}"

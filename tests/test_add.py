@@ -106,13 +106,35 @@ def test_add_with_existing_name_is_refused(container: Path) -> None:
     assert codecs_ser.load(container, name="extra")["a"].tolist() == [1.0]
 
 
-def test_add_name_that_clashes_with_an_entry(container: Path) -> None:
-    # the first object's entries have no prefix: an object "W" would put its
-    # entries under "W/", beside the member "w.npy" on a case-insensitive disk
-    with pytest.raises(UsageError):
-        codecs_ser.add(container, {"x": np.ones(1)}, name="w")
-    codecs_ser.add(container, {"x": np.ones(1)}, name="other")
-    assert codecs_ser.load(container, name="other")["x"].tolist() == [1.0]
+def test_add_an_object_named_like_an_entry(container: Path) -> None:
+    # Its entries go under "w/" beside the member "w.npy": different names on every disk.
+    codecs_ser.add(container, {"w": np.ones(1), "x": np.zeros(1)}, name="w")
+    assert codecs_ser.load(container, name="w")["w"].tolist() == [1.0]
+    with codecs_ser.open(container) as c:
+        assert {"w/w", "w/x"} <= set(c.entries)
+    assert codecs_ser.verify(container) == []
+
+
+@pytest.mark.parametrize("taken", ["MAIN", "Main", "main"])
+def test_object_names_are_unique_ignoring_case(container: Path, taken: str) -> None:
+    with pytest.raises(UsageError, match="already holds an object"):
+        codecs_ser.add(container, {"x": np.ones(1)}, name=taken)
+    codecs_ser.add(container, {"x": np.ones(1)}, name="\u00c5")
+    with pytest.raises(UsageError, match="ignoring case"):
+        codecs_ser.add(container, {"x": np.ones(1)}, name="A\u030a")
+
+
+def test_add_with_its_own_checksum(tmp_path: Path) -> None:
+    for backend in BACKENDS:
+        target = tmp_path / f"c.{backend}"
+        codecs_ser.dump({"a": np.ones(3)}, target, backend=backend)
+        codecs_ser.add(target, {"b": np.arange(3.0)}, name="more", checksum="sha256")
+        with codecs_ser.open(target) as c:
+            assert c.entries["more/b"].blobs[0].checksum.startswith("sha256:")
+            assert c.entries["a"].blobs[0].checksum.startswith("xxh3_64:")
+        assert codecs_ser.verify(target) == []
+        with pytest.raises(UsageError):
+            codecs_ser.add(target, {"b": 1}, name="bad", checksum="md5")
 
 
 def test_add_keeps_the_container_checksum(tmp_path: Path) -> None:

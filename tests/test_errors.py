@@ -506,6 +506,7 @@ REFINES = {
     "UsageError": ValueError,
     "TargetExistsError": FileExistsError,
     "ConcurrentWriteError": RuntimeError,
+    "ContainerReplacedError": errors.FormatError,
     "UntrustedError": CodecsSerError,
 }
 

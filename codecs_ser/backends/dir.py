@@ -24,6 +24,7 @@ from typing import Any, BinaryIO
 from .. import _tempfiles
 from .._files import SeqWriter, fsync_dir, identity
 from .._limits import exceeded, get_limits
+from .._manifest_seal import seal
 from .._tempfiles import temp_name
 from ..backend import MemberRef
 from ..errors import (
@@ -129,6 +130,7 @@ class DirWriter:
         self._write_file(path, chunks, size)
 
     def commit(self, manifest: bytes) -> None:
+        manifest = seal(manifest)  # a folder has no trailer to hold the manifest's checksum
         manifest_path = os.path.join(self._root, MANIFEST)
         if self._journal is not None:
             tmp, fd = _tempfiles.create_file(manifest_path)
