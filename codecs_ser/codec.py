@@ -14,7 +14,15 @@ from typing import Any, ClassVar, Protocol, final, runtime_checkable
 
 import numpy as np
 
-__all__ = ["BufferView", "Codec", "CodecBase", "CodecSpec", "DecodeContext", "Encoded"]
+__all__ = [
+    "BufferView",
+    "Codec",
+    "CodecBase",
+    "CodecSpec",
+    "DecodeContext",
+    "Encoded",
+    "writable_view",
+]
 
 
 @final
@@ -187,3 +195,27 @@ class CodecBase(ABC):
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "id")
         return f"{type(self).__name__}({params})"
+
+
+def writable_view(arr: np.ndarray) -> np.ndarray | None:
+    """A writable view of a read-only array that lies in one of the core's file mappings.
+
+    With ``mmap=True`` codecs get read-only views of the file.  The core maps files
+    copy-on-write, so a codec whose framework cannot hold read-only memory (torch)
+    may wrap this view instead of copying: writes stay private to the process and
+    never reach the file.  None when ``arr`` is not in such a mapping.
+    """
+    import mmap
+
+    base: Any = arr
+    while isinstance(base, np.ndarray):
+        base = base.base
+    if isinstance(base, memoryview):
+        base = base.obj
+    if not isinstance(base, mmap.mmap):
+        return None
+    whole = np.frombuffer(base, np.uint8)
+    if not whole.flags.writeable or arr.nbytes == 0:
+        return None
+    offset = arr.__array_interface__["data"][0] - whole.__array_interface__["data"][0]
+    return np.ndarray(arr.shape, arr.dtype, buffer=whole, offset=offset, strides=arr.strides)

@@ -162,3 +162,35 @@ def test_open_reads_one_tensor(tmp_path: Path) -> None:
     with codecs_ser.open(tmp_path / "x.tar") as c:
         assert torch.equal(c.read("b"), base[2:4])
         assert torch.equal(c.read("c"), torch.ones(3))
+
+
+def _mapped_from(path: Path, address: int) -> bool:
+    """Whether ``address`` lies in a mapping of the file at ``path`` (Linux)."""
+    real = str(path.resolve())
+    with open("/proc/self/maps") as f:
+        for line in f:
+            fields = line.split()
+            low, high = (int(x, 16) for x in fields[0].split("-"))
+            if low <= address < high and fields[-1] == real:
+                return True
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc/self/maps")
+@pytest.mark.parametrize("kind", ["tar", "zip", "dir"])
+def test_mmap_gives_tensors_backed_by_the_file(tmp_path: Path, kind: str) -> None:
+    w = torch.randn(512, 512)
+    obj = {"w": w, "tied": w.detach(), "b": torch.randn(300, 300).T}
+    path = tmp_path / f"m.{kind}"
+    codecs_ser.dump(obj, path, backend=kind)
+    before = path.read_bytes() if kind != "dir" else (path / "w.npy").read_bytes()
+    back = codecs_ser.load(path, mmap=True)
+    assert_tree_same(obj, back)
+    member = path if kind != "dir" else path / "w.npy"
+    assert _mapped_from(member, back["w"].data_ptr())
+    assert same_storage(back["w"], back["tied"])
+    back["w"].add_(1.0)  # copy-on-write: the tensor changes, the file does not
+    assert torch.equal(back["tied"], w + 1.0)
+    del back
+    after = path.read_bytes() if kind != "dir" else (path / "w.npy").read_bytes()
+    assert after == before

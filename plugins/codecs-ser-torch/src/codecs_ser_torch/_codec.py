@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from codecs_ser.codec import BufferView, CodecBase, DecodeContext, Encoded
+from codecs_ser.codec import BufferView, CodecBase, DecodeContext, Encoded, writable_view
 from codecs_ser.errors import FormatError, NoCodecForTypeError
 
 from ._dtypes import BY_NAME, Stored, stored
@@ -212,12 +212,9 @@ def _writable_bytes(raw: np.ndarray) -> np.ndarray:
     """Bytes torch may wrap: writable ones as they are, read-only ones copied."""
     if raw.flags.writeable:
         return raw
-    view = raw.view()
-    try:
-        view.flags.writeable = True  # a copy-on-write mapping: writes stay private
-    except ValueError:
-        return raw.copy()
-    return view
+    # mmap=True: the file's copy-on-write mapping (writes stay private), else a copy.
+    view = writable_view(raw)
+    return raw.copy() if view is None else view
 
 
 def _storage(raw: np.ndarray) -> torch.UntypedStorage:
