@@ -12,12 +12,14 @@ import mmap
 import platform
 import sys
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import msgpack
 import numpy as np
 
 from . import _checksum
+from ._buffers import Placement, SharePlan, assemble, view_in
 from ._clock import now
 from ._limits import exceeded, get_limits
 from ._manifest import (
@@ -37,7 +39,7 @@ from ._sparse import PIECE, read_sparse, sparse_fd
 from ._version import __version__
 from ._walk import Leaf, LeafCollector
 from .backend import ContainerReader, ContainerWriter, MemberRef
-from .codec import CodecSpec, DecodeContext, Encoded
+from .codec import BufferView, CodecSpec, DecodeContext, Encoded
 from .codecs.numpy import NdarrayCodec
 from .errors import CodecsSerError, FormatError, IntegrityError, UsageError
 from .registry import Registry
@@ -176,6 +178,9 @@ class Writer:
         self._dists: dict[str, Any] = {}
         self._used: set[str] = {clash_key(META_DIR)}
         self._dedupe: dict[tuple[int, str], tuple[str, int | None]] | None = None
+        self._next_buffer = 0
+        self._shared_buffers = False
+        self._aliases: dict[tuple[Any, ...], list[Any]] = {}
         if existing is not None:
             self._adopt(existing)
 
@@ -200,6 +205,9 @@ class Writer:
             entry = m.entry(i)
             self._used.add(clash_key(entry.name))
             for blob in entry.blobs:
+                if blob.buffer is not None:
+                    self._shared_buffers = True
+                    self._next_buffer = max(self._next_buffer, blob.buffer.id + 1)
                 self._used.add(clash_key(blob.member[: -len(".npy")]))
                 self._dedupe[(blob.size, blob.checksum)] = (blob.member, blob.offset)
 
@@ -218,7 +226,9 @@ class Writer:
             skeleton = pack_msgpack(obj, collector.ref)
             fmt, globals_ = "msgpack", []
         else:
-            skeleton = pickle_skeleton(obj, collector.ref, collector.plain_view)
+            skeleton = pickle_skeleton(
+                obj, collector.ref, collector.plain_view, self._registry.reducer_for
+            )
             from ._safe_pickle import scan_globals
 
             fmt, globals_ = "pickle", scan_globals(skeleton, own=True)
@@ -246,9 +256,23 @@ class Writer:
 
     def _write_leaves(self, collector: LeafCollector, obj_index: int) -> None:
         views = self._find_views(collector.leaves)
+        plan = SharePlan(self._next_buffer)
+        encoded: dict[int, Encoded] = {}
         for leaf in collector.leaves:
-            try:
-                record = self._leaf_record(leaf, obj_index, collector)
+            with _leaf_notes(leaf):
+                enc = self._encode(leaf)
+                if enc is not None:
+                    encoded[leaf.index] = enc
+                    for role, arr in enc.arrays.items():
+                        if isinstance(arr, BufferView):
+                            plan.add(leaf.index, role, arr)
+        plan.plan()
+        self._next_buffer = plan.next_id
+        for leaf in collector.leaves:
+            with _leaf_notes(leaf):
+                record = self._leaf_record(
+                    leaf, obj_index, collector, encoded.get(leaf.index), plan
+                )
                 if leaf.index in views:
                     base, offset = views[leaf.index]
                     record[6] = {
@@ -259,15 +283,6 @@ class Writer:
                             "strides": list(leaf.obj.strides),
                         },
                     }
-            except CodecsSerError as e:
-                e.add_note(f"while encoding {leaf.path or 'root'!r} ({_type_name(leaf.obj)})")
-                raise
-            except Exception as e:
-                e.add_note(
-                    f"while encoding {leaf.path or 'root'!r} ({_type_name(leaf.obj)}) with codec "
-                    f"{leaf.spec.codec_id!r}"
-                )
-                raise
             self._names.append(leaf.stem)
             self._entries.append(pack_entry(record))
 
@@ -280,16 +295,50 @@ class Writer:
             found = self._codec_cache[spec.codec_id] = (codec, version)
         return found
 
-    def _leaf_record(self, leaf: Leaf, obj_index: int, collector: LeafCollector) -> list[Any]:
-        """Encode one leaf, write its blobs, and return its manifest record (ENTRY_FIELDS)."""
-        spec = leaf.spec
-        codec, dist_version = self._codec_for(spec)
-        if spec.dist is not None:
-            self._dists[spec.dist] = dist_version
+    def _encode(self, leaf: Leaf) -> Encoded | None:
+        """The codec's Encoded for a leaf; None for a plain ndarray (written directly)."""
+        codec, dist_version = self._codec_for(leaf.spec)
+        if leaf.spec.dist is not None:
+            self._dists[leaf.spec.dist] = dist_version
         obj = leaf.obj
         if type(codec) is NdarrayCodec and type(obj) is np.ndarray:
+            return None
+        spec = leaf.spec
+        encoded = codec.encode(obj)
+        if not isinstance(encoded, Encoded) or not encoded.arrays:
+            raise TypeError(
+                f"codec {spec.codec_id!r} returned {encoded!r}, not an Encoded with arrays"
+            )
+        if encoded.meta:
+            try:
+                msgpack.unpackb(msgpack.packb(dict(encoded.meta), use_bin_type=True), raw=False)
+            except Exception as e:
+                raise TypeError(
+                    f"codec {spec.codec_id!r} returned metadata that is not msgpack-safe with "
+                    f"str keys: {e}"
+                ) from None
+        for role, arr in encoded.arrays.items():
+            if not isinstance(arr, (np.ndarray, BufferView)):
+                raise TypeError(
+                    f"codec {spec.codec_id!r} returned a {type(arr).__name__} for role "
+                    f"{role!r}, not a numpy array or a BufferView"
+                )
+        return encoded
+
+    def _leaf_record(
+        self,
+        leaf: Leaf,
+        obj_index: int,
+        collector: LeafCollector,
+        encoded: Encoded | None,
+        plan: SharePlan,
+    ) -> list[Any]:
+        """Write one leaf's blobs and return its manifest record (ENTRY_FIELDS)."""
+        spec = leaf.spec
+        codec, _ = self._codec_for(spec)
+        if encoded is None:
             # What NdarrayCodec.encode returns, without building it: this runs per leaf.
-            blob = self._write_array(leaf.stem, "data", obj, True)
+            blob = self._write_array(leaf.stem, "data", leaf.obj, True)
             return [
                 obj_index,
                 leaf.path,
@@ -300,29 +349,15 @@ class Writer:
                 {},
                 [blob],
             ]
-        encoded = codec.encode(obj)
-        if not isinstance(encoded, Encoded) or not encoded.arrays:
-            raise TypeError(
-                f"codec {spec.codec_id!r} returned {encoded!r}, not an Encoded with arrays"
-            )
-        meta = dict(encoded.meta)
-        if meta:
-            try:
-                msgpack.unpackb(msgpack.packb(meta, use_bin_type=True), raw=False)
-            except Exception as e:
-                raise TypeError(
-                    f"codec {spec.codec_id!r} returned metadata that is not msgpack-safe with "
-                    f"str keys: {e}"
-                ) from None
         blobs = []
         for i, (role, arr) in enumerate(encoded.arrays.items()):
-            if not isinstance(arr, np.ndarray):
-                raise TypeError(
-                    f"codec {spec.codec_id!r} returned a {type(arr).__name__} for role "
-                    f"{role!r}, not a numpy array"
-                )
             stem = leaf.stem if i == 0 else collector.reserve_member(leaf.stem, role)
-            blobs.append(self._write_array(stem, role, arr, i == 0))
+            if isinstance(arr, BufferView):
+                blobs.append(
+                    self._write_view(stem, role, arr, i == 0, plan.placement(leaf.index, role))
+                )
+            else:
+                blobs.append(self._write_array(stem, role, arr, i == 0))
         return [
             obj_index,
             leaf.path,
@@ -330,9 +365,27 @@ class Writer:
             int(codec.codec_version),
             spec.dist,
             encoded.device,
-            meta,
+            dict(encoded.meta),
             blobs,
         ]
+
+    def _write_view(
+        self, stem: str, role: str, view: BufferView, primary: bool, placed: Placement | None
+    ) -> list[Any]:
+        """A blob of an array in a buffer: its own bytes, or the blob of an exact alias."""
+        if placed is None:
+            return self._write_array(stem, role, view.array(), primary)
+        self._shared_buffers = True
+        earlier = self._aliases.get(placed.alias)
+        if earlier is None:
+            blob = self._write_array(stem, role, view.array(), primary)
+            self._aliases[placed.alias] = blob
+        else:
+            blob = list(earlier[:9])
+            blob[0] = role
+            blob[8] = None if primary else stem
+        blob.append(placed.record)
+        return blob
 
     def _write_array(self, stem: str, role: str, arr: np.ndarray, primary: bool) -> list[Any]:
         """Write one array as a .npy member; return its manifest record (BLOB_FIELDS)."""
@@ -434,8 +487,25 @@ class Writer:
             entries=self._entries,
             dists=self._dists,
             created=existing.created if existing is not None else now(),
+            shared_buffers=self._shared_buffers,
         )
         self._bw.commit(manifest)
+
+
+@contextmanager
+def _leaf_notes(leaf: Leaf) -> Iterator[None]:
+    """Say which leaf (and codec) an error while encoding or writing it came from."""
+    try:
+        yield
+    except CodecsSerError as e:
+        e.add_note(f"while encoding {leaf.path or 'root'!r} ({_type_name(leaf.obj)})")
+        raise
+    except Exception as e:
+        e.add_note(
+            f"while encoding {leaf.path or 'root'!r} ({_type_name(leaf.obj)}) with codec "
+            f"{leaf.spec.codec_id!r}"
+        )
+        raise
 
 
 def _prepend(first: memoryview, rest: Iterable[memoryview]) -> Iterator[memoryview]:
@@ -488,6 +558,33 @@ class Reader:
         self._map_location = map_location
         self._decoded: dict[int, Any] = {}
         self._resolving: set[int] = set()
+        self._shared: dict[Any, Any] = {}
+        self._buffers: dict[int, np.ndarray] = {}
+        self._buffer_blobs: dict[int, list[tuple[str, BlobInfo]]] | None = None
+
+    # -- shared buffers --------------------------------------------------------
+
+    def shared_buffer(self, buffer_id: int, entry: str) -> np.ndarray:
+        """A shared buffer, rebuilt from its blobs once per load."""
+        found = self._buffers.get(buffer_id)
+        if found is not None:
+            return found
+        if self._buffer_blobs is None:
+            blobs: dict[int, list[tuple[str, BlobInfo]]] = {}
+            for i in range(len(self.m.names)):
+                info = self.m.entry(i)
+                for b in info.blobs:
+                    if b.buffer is not None:
+                        blobs.setdefault(b.buffer.id, []).append((info.name, b))
+            self._buffer_blobs = blobs
+        members = self._buffer_blobs.get(buffer_id)
+        if not members:
+            raise FormatError(
+                "a blob names a shared buffer that does not exist", path=self.m.source, member=entry
+            )
+        buf = assemble(members, lambda b, name: self.read_array(b, entry=name), self.m.source)
+        self._buffers[buffer_id] = buf
+        return buf
 
     # -- blobs ---------------------------------------------------------------
 
@@ -717,13 +814,24 @@ class Reader:
                 path=self.m.source,
                 member=entry.name,
             )
-        arrays = {b.role: self.read_array(b, entry=entry.name) for b in entry.blobs}
-        encoded = Encoded(arrays=arrays, meta=entry.meta, device=entry.device)
+        arrays: dict[str, np.ndarray] = {}
+        buffers: dict[str, BufferView] = {}
+        for b in entry.blobs:
+            if b.buffer is None:
+                arrays[b.role] = self.read_array(b, entry=entry.name)
+                continue
+            buf = self.shared_buffer(b.buffer.id, entry.name)
+            arrays[b.role] = view_in(buf, b, self.m.source, entry.name)
+            buffers[b.role] = BufferView(
+                b.buffer.id, buf, b.buffer.offset, b.shape, b.buffer.strides, b.dtype
+            )
+        encoded = Encoded(arrays=arrays, meta=entry.meta, device=entry.device, buffers=buffers)
         ctx = DecodeContext(
             codec_version=entry.codec_version,
             mmap=self._mmap,
             map_location=self._map_location,
             entry=entry.name,
+            shared=self._shared,
         )
         try:
             return codec.decode(encoded, ctx)
@@ -798,7 +906,13 @@ class Reader:
             return unpack_msgpack(data, resolve)
         from ._safe_pickle import unpickle_skeleton  # imported when a pickle is met
 
-        return unpickle_skeleton(data, resolve, trusted=trusted, source=self.m.source)
+        return unpickle_skeleton(
+            data,
+            resolve,
+            trusted=trusted,
+            source=self.m.source,
+            plugin_globals=self._registry.safe_global,
+        )
 
     def _resolver(self, obj_index: int) -> Any:
         def resolve(index: int) -> Any:

@@ -269,7 +269,9 @@ class Source:
                 try:
                     fileno = self.file.fileno()
                     if self.size + self.base > 0:
-                        self._mmap = mmap.mmap(fileno, 0, access=mmap.ACCESS_READ)
+                        # Copy-on-write: a framework that cannot hold read-only memory
+                        # (torch) may write to its tensors; the file never changes.
+                        self._mmap = mmap.mmap(fileno, 0, access=mmap.ACCESS_COPY)
                         self._whole = memoryview(self._mmap)
                 except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
                     self._no_map = True

@@ -26,6 +26,15 @@ META_DIR = ".codecs_ser"
 NDARRAY_CODEC = "numpy.ndarray"
 
 
+class BufferInfo(NamedTuple):
+    """Where a blob's array lies in a buffer that other blobs share (format.md 3.1)."""
+
+    id: int
+    nbytes: int
+    offset: int
+    strides: tuple[int, ...]
+
+
 class BlobInfo(NamedTuple):
     """One .npy blob of an entry, as the manifest describes it."""
 
@@ -39,6 +48,7 @@ class BlobInfo(NamedTuple):
     checksum: str
     descr: Any = None
     name: str = ""
+    buffer: BufferInfo | None = None
 
     @property
     def nbytes(self) -> int:
@@ -116,10 +126,30 @@ BLOB_FIELDS = (
     "checksum",
     "name",
 )
+#: Appended to BLOB_FIELDS (format 1.1) in containers where leaves share buffers.
+SHARED_BLOB_FIELDS = (*BLOB_FIELDS, "buffer")
 _NE, _NB = len(ENTRY_FIELDS), len(BLOB_FIELDS)
 
 
-def parse_blob(raw: Any, source: str | None, entry: str, primary: bool) -> BlobInfo:
+def _parse_buffer(raw: Any, shape: list[int], source: str | None, entry: str) -> BufferInfo:
+    if type(raw) is not dict:
+        raise _fail("blob buffer is not a map", source, entry)
+    bid, nbytes, offset = raw.get("id"), raw.get("nbytes"), raw.get("offset")
+    strides = raw.get("strides")
+    if (
+        not (_is_int(bid) and _is_int(nbytes) and _is_int(offset))
+        or min(bid, nbytes, offset) < 0
+        or type(strides) is not list
+        or len(strides) != len(shape)
+        or not all(_is_int(v) and abs(v) < 1 << 62 for v in strides)
+    ):
+        raise _fail("blob buffer has a field of the wrong type or out of range", source, entry)
+    return BufferInfo(bid, nbytes, offset, tuple(strides))
+
+
+def parse_blob(
+    raw: Any, source: str | None, entry: str, primary: bool, buffers: bool = False
+) -> BlobInfo:
     """Check one blob record field by field (this runs once per blob read, so it is terse)."""
     if type(raw) is not list or len(raw) < _NB:
         raise _fail("blob record is not a list of the blob fields", source, entry)
@@ -159,7 +189,12 @@ def parse_blob(raw: Any, source: str | None, entry: str, primary: bool) -> BlobI
         )
     if name is None:
         name = entry if primary else (member[:-4] if member.endswith(".npy") else member)
-    blob = BlobInfo(role, member, offset, size, dtype, tuple(shape), fortran, checksum, descr, name)
+    buffer = None
+    if buffers and len(raw) > _NB and raw[_NB] is not None:
+        buffer = _parse_buffer(raw[_NB], shape, source, entry)
+    blob = BlobInfo(
+        role, member, offset, size, dtype, tuple(shape), fortran, checksum, descr, name, buffer
+    )
     if blob.nbytes > size:
         raise _fail(
             f"blob claims {blob.nbytes} bytes of data in a member of {size} bytes", source, entry
@@ -167,7 +202,10 @@ def parse_blob(raw: Any, source: str | None, entry: str, primary: bool) -> BlobI
     return blob
 
 
-def parse_entry(raw_bytes: Any, index: int, name: str, source: str | None) -> EntryInfo:
+def parse_entry(
+    raw_bytes: Any, index: int, name: str, source: str | None, buffers: bool = False
+) -> EntryInfo:
+    """``buffers``: the manifest's blob_fields name ``buffer`` (format 1.1)."""
     if type(raw_bytes) is not bytes:
         raise _fail("entry is not a byte string", source, name)
     try:
@@ -195,7 +233,7 @@ def parse_entry(raw_bytes: Any, index: int, name: str, source: str | None) -> En
         or not blobs_raw
     ):
         raise _fail("entry has a field of the wrong type, or no blobs", source, name)
-    blobs = tuple(parse_blob(b, source, name, i == 0) for i, b in enumerate(blobs_raw))
+    blobs = tuple(parse_blob(b, source, name, i == 0, buffers) for i, b in enumerate(blobs_raw))
     return EntryInfo(index, name, obj, path, codec, version, dist, device, meta, blobs)
 
 
@@ -262,6 +300,7 @@ class Manifest:
     raw_entries: list[bytes]
     dists: dict[str, Any]
     created: Any
+    shared_buffers: bool = False
     _cache: dict[int, EntryInfo] = field(default_factory=dict)
     _index: dict[str, int] | None = None
     _lookups: int = 0
@@ -273,7 +312,7 @@ class Manifest:
             pass
         if not (_is_int(i) and 0 <= i < len(self.names)):
             raise _fail(f"reference to entry {i!r}, which does not exist", self.source)
-        info = parse_entry(self.raw_entries[i], i, self.names[i], self.source)
+        info = parse_entry(self.raw_entries[i], i, self.names[i], self.source, self.shared_buffers)
         if info.object >= len(self.objects):
             raise _fail("entry names an object that does not exist", self.source, info.name)
         self._cache[i] = info
@@ -381,6 +420,7 @@ def parse_manifest(data: bytes, source: str | None) -> Manifest:
         raw_entries=entries,
         dists=dists if isinstance(dists, dict) else {},
         created=raw.get("created"),
+        shared_buffers=tuple(raw["blob_fields"][_NB : _NB + 1]) == ("buffer",),
     )
 
 
@@ -402,7 +442,9 @@ def pack_manifest(
     entries: list[bytes],
     dists: dict[str, Any],
     created: Any,
+    shared_buffers: bool = False,
 ) -> bytes:
+    """``shared_buffers``: some blob records carry the appended ``buffer`` field."""
     return msgpack.packb(
         {
             "format": FORMAT_NAME,
@@ -414,7 +456,7 @@ def pack_manifest(
             "dists": dists,
             "objects": objects,
             "entry_fields": list(ENTRY_FIELDS),
-            "blob_fields": list(BLOB_FIELDS),
+            "blob_fields": list(SHARED_BLOB_FIELDS if shared_buffers else BLOB_FIELDS),
             "names": names,
             "entries": entries,
         },

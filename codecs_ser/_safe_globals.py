@@ -394,3 +394,18 @@ def _table() -> dict[str, SafeGlobal]:
 
 #: "module.Name" -> how an untrusted pickle may use that global.
 SAFE_GLOBALS: Mapping[str, SafeGlobal] = MappingProxyType(_table())
+
+
+# -- plugins -------------------------------------------------------------------------
+
+#: A registry's lookup of the checked constructors plugins contribute
+#: (``CodecSpec.safe_globals``): "module.Name" -> SafeGlobal, or None.
+PluginGlobals = Callable[[str], "SafeGlobal | None"]
+
+
+def lookup(full: str, plugin_globals: PluginGlobals | None) -> SafeGlobal | None:
+    """How an untrusted pickle may use ``full``: the core's own rule, else a plugin's."""
+    found = SAFE_GLOBALS.get(full)
+    if found is None and plugin_globals is not None:
+        found = plugin_globals(full)
+    return found

@@ -30,7 +30,7 @@ from types import ModuleType
 from typing import Any
 
 from ._pickle_meter import PickleMeter
-from ._safe_globals import SAFE_GLOBALS, SafeGlobal
+from ._safe_globals import SAFE_GLOBALS, PluginGlobals, SafeGlobal, lookup
 from .errors import FormatError, UntrustedError, UsageError
 
 #: Globals a pickled skeleton may use without ``trusted``, each through a checked
@@ -256,8 +256,12 @@ def _trusted_by(full: str, trusted: Iterable[str]) -> bool:
     return False
 
 
-def _allowed(full: str, trusted: Iterable[str]) -> bool:
-    return full in DEFAULT_ALLOWED or _trusted_by(full, trusted)
+def _allowed(
+    full: str, trusted: Iterable[str], plugin_globals: PluginGlobals | None = None
+) -> bool:
+    if full in DEFAULT_ALLOWED or _trusted_by(full, trusted):
+        return True
+    return plugin_globals is not None and plugin_globals(full) is not None
 
 
 def normalize_trusted(trusted: Any) -> tuple[bool, tuple[str, ...]]:
@@ -278,9 +282,11 @@ def normalize_trusted(trusted: Any) -> tuple[bool, tuple[str, ...]]:
     return False, tuple(names)
 
 
-def disallowed_globals(found: Iterable[str], trusted: Iterable[str]) -> list[str]:
+def disallowed_globals(
+    found: Iterable[str], trusted: Iterable[str], plugin_globals: PluginGlobals | None = None
+) -> list[str]:
     trusted = tuple(trusted)
-    return sorted(g for g in found if not _allowed(g, trusted))
+    return sorted(g for g in found if not _allowed(g, trusted, plugin_globals))
 
 
 # -- the restricted loader ---------------------------------------------------------
@@ -305,11 +311,13 @@ class _RestrictedUnpickler(_Guarded):
         resolve_leaf: Callable[[int], Any],
         trusted: tuple[str, ...],
         source: str | None,
+        plugin_globals: PluginGlobals | None = None,
     ) -> None:
         super().__init__(data)
         self._resolve_leaf = resolve_leaf
         self._trusted = trusted
         self._source = source
+        self._plugin_globals = plugin_globals
         # id -> (global, its SafeGlobal, or None when the caller trusted it by name).
         self._globals: dict[int, tuple[Any, SafeGlobal | None]] = {}
         # id(class) -> (class, how BUILD may give state to its instances).
@@ -329,7 +337,7 @@ class _RestrictedUnpickler(_Guarded):
         module, name = self._mapped(module, name)
         full = f"{module}.{name}"
         trusted = _trusted_by(full, self._trusted)
-        policy = None if trusted else SAFE_GLOBALS.get(full)
+        policy = None if trusted else lookup(full, self._plugin_globals)
         if policy is None and not trusted:
             raise UntrustedError([full], path=self._source)
         try:
@@ -501,25 +509,27 @@ def unpickle_skeleton(
     *,
     trusted: Any = False,
     source: str | None = None,
+    plugin_globals: PluginGlobals | None = None,
 ) -> Any:
     """Unpickle a skeleton, refusing globals that are not allowed, all named at once.
 
     With only the default globals, nothing that runs has an effect outside the objects
     being built, so the dry run that names every refused global runs only when one is
     met.  When the caller trusts globals by name, their code could have effects: the
-    dry run comes first, so nothing runs when any global is refused.
+    dry run comes first, so nothing runs when any global is refused.  ``plugin_globals``
+    gives the checked constructors plugins contribute (``Registry.safe_global``).
     """
     trusted_all, names = normalize_trusted(trusted)
     if trusted_all:
         unpickler: Any = _TrustedUnpickler(data, resolve_leaf)
     else:
         if names:
-            _refuse_untrusted(data, names, source)
-        unpickler = _RestrictedUnpickler(data, resolve_leaf, names, source)
+            _refuse_untrusted(data, names, source, plugin_globals)
+        unpickler = _RestrictedUnpickler(data, resolve_leaf, names, source, plugin_globals)
     try:
         return unpickler.load()
     except UntrustedError:
-        _refuse_untrusted(data, names, source)
+        _refuse_untrusted(data, names, source, plugin_globals)
         raise
     except FormatError:
         raise
@@ -534,9 +544,14 @@ def unpickle_skeleton(
         ) from e
 
 
-def _refuse_untrusted(data: bytes, trusted: tuple[str, ...], source: str | None) -> None:
+def _refuse_untrusted(
+    data: bytes,
+    trusted: tuple[str, ...],
+    source: str | None,
+    plugin_globals: PluginGlobals | None = None,
+) -> None:
     """Raise UntrustedError naming every global of the pickle that is not allowed."""
-    refused = disallowed_globals(scan_globals(data), trusted)
+    refused = disallowed_globals(scan_globals(data), trusted, plugin_globals)
     if refused:
         raise UntrustedError(refused, path=source)
 

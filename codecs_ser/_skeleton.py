@@ -303,6 +303,7 @@ def pickle_skeleton(
     obj: Any,
     leaf_ref: Callable[[Any], int | None],
     plain_view: Callable[[np.ndarray], np.ndarray] = lambda a: a.view(np.ndarray),
+    reducer_for: Callable[[type], Any] = lambda tp: None,
 ) -> bytes:
     """Pickle with cloudpickle; leaves become persistent ids (their entry index).
 
@@ -313,6 +314,8 @@ def pickle_skeleton(
     set's items in hash order, which for str and bytes changes with the hash seed,
     so a skeleton holding a set of two or more items is pickled again with the
     pure-Python pickler, which writes sets of plain data sorted by value.
+
+    ``reducer_for`` gives a plugin's reduction for a type (see ``CodecSpec.reducers``).
     """
     import cloudpickle
 
@@ -328,6 +331,11 @@ def pickle_skeleton(
         return leaf_ref(o)
 
     def reduce(o: Any) -> Any:
+        plugin = reducer_for(type(o))
+        if plugin is not None:
+            rv = plugin(o)
+            if rv is not NotImplemented:
+                return rv
         if isinstance(o, np.ndarray):
             if type(o) is not np.ndarray and not o.dtype.hasobject:
                 attrs = getattr(o, "__dict__", None) or None

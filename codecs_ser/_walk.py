@@ -221,6 +221,15 @@ class LeafCollector:
                 if hasattr(obj, field.name):
                     self._visit(getattr(obj, field.name), self._child(path, field.name), depth)
         else:
+            namer = None if isinstance(obj, type) else self._registry.namer_for(type(obj))
+            if namer is not None:
+                # The framework's own names first (a module's state_dict keys); what the
+                # generic walk below then meets again is already named.
+                for keys, value in namer(obj):
+                    child = path
+                    for key in keys:
+                        child = self._child(child, key)
+                    self._visit(value, child, depth)
             state = getattr(obj, "__dict__", None)
             if isinstance(state, dict) and not isinstance(obj, type):
                 for k, v in state.items():

@@ -52,6 +52,20 @@ def _check_codec_spec(spec: CodecSpec) -> None:
         isinstance(h, str) and h for h in spec.handles
     ):
         raise PluginValidationError(f"{spec!r}: handles must be a tuple of qualified type names")
+    for hook in ("safe_globals", "namers", "reducers"):
+        pairs = getattr(spec, hook)
+        if not isinstance(pairs, tuple) or not all(
+            isinstance(p, tuple)
+            and len(p) == 2
+            and isinstance(p[0], str)
+            and p[0]
+            and isinstance(p[1], str)
+            and ":" in p[1]
+            for p in pairs
+        ):
+            raise PluginValidationError(
+                f"{spec!r}: {hook} must be a tuple of (name, 'pkg.mod:Name') pairs"
+            )
 
 
 def _check_backend_spec(spec: BackendSpec) -> None:
@@ -102,6 +116,9 @@ class Registry:
         self._backends: dict[str, Backend] = {}
         self._by_type: dict[str, CodecSpec] = {}
         self._type_cache: dict[type, CodecSpec | None] = {}
+        self._hooks: dict[str, dict[str, tuple[str, CodecSpec]]] | None = None
+        self._hook_objects: dict[tuple[str, str], Any] = {}
+        self._hook_type_cache: dict[tuple[str, type], Any] = {}
         self._origin: dict[str, tuple[str | None, str | None]] = {}
         self._broken: dict[str, PluginLoadError | PluginValidationError] = {}
         self._blocked: set[str] = set()
@@ -169,6 +186,7 @@ class Registry:
         if instance is not None:
             self._codecs[spec.codec_id] = instance
         self._type_cache.clear()
+        self._clear_hooks()
         return spec
 
     def register_backend(
@@ -219,6 +237,7 @@ class Registry:
         self._codecs.pop(name, None)
         self._by_type = {t: s for t, s in self._by_type.items() if s.codec_id != name}
         self._type_cache.clear()
+        self._clear_hooks()
 
     # -- entry points --------------------------------------------------------
 
@@ -301,6 +320,81 @@ class Registry:
                 break
         self._type_cache[tp] = found
         return found
+
+    # -- plugin hooks: safe globals, namers, reducers ------------------------------
+
+    def _clear_hooks(self) -> None:
+        self._hooks = None
+        self._hook_objects.clear()
+        self._hook_type_cache.clear()
+
+    def _hook_table(self, hook: str) -> dict[str, tuple[str, CodecSpec]]:
+        self._ensure_scanned()
+        if self._hooks is None:
+            tables: dict[str, dict[str, tuple[str, CodecSpec]]] = {
+                "safe_globals": {},
+                "namers": {},
+                "reducers": {},
+            }
+            for spec in self._codec_specs.values():
+                for name in tables:
+                    for key, target in getattr(spec, name):
+                        tables[name].setdefault(key, (target, spec))
+            self._hooks = tables
+        return self._hooks[hook]
+
+    def _hook_object(self, hook: str, key: str) -> Any:
+        found = self._hook_table(hook).get(key)
+        if found is None:
+            return None
+        target, spec = found
+        cache_key = (hook, key)
+        if cache_key not in self._hook_objects:
+            self._hook_objects[cache_key] = import_object(
+                target, entry_point=spec.codec_id, dist=spec.dist
+            )
+        return self._hook_objects[cache_key]
+
+    def safe_global_names(self) -> frozenset[str]:
+        """Pickle globals that plugins let untrusted skeletons use (names only, nothing imported)."""
+        return frozenset(self._hook_table("safe_globals"))
+
+    def safe_global(self, name: str) -> Any:
+        """The checked constructor (a SafeGlobal) a plugin gives for a pickle global, or None."""
+        from ._safe_globals import SafeGlobal
+
+        found = self._hook_object("safe_globals", name)
+        if found is not None and not isinstance(found, SafeGlobal):
+            raise PluginValidationError(
+                f"the safe global {name!r} names {type(found).__name__}, not a "
+                "codecs_ser.safe_globals.SafeGlobal"
+            )
+        return found
+
+    def _by_mro(self, hook: str, tp: type, exact: bool) -> Any:
+        cache_key = (hook, tp)
+        try:
+            return self._hook_type_cache[cache_key]
+        except KeyError:
+            pass
+        table = self._hook_table(hook)
+        found = None
+        if table:
+            for cls in tp.__mro__[:1] if exact else tp.__mro__:
+                name = _type_name(cls)
+                if name in table:
+                    found = self._hook_object(hook, name)
+                    break
+        self._hook_type_cache[cache_key] = found
+        return found
+
+    def namer_for(self, tp: type) -> Any:
+        """A plugin's function naming the leaves inside objects of this type, or None."""
+        return self._by_mro("namers", tp, exact=False)
+
+    def reducer_for(self, tp: type) -> Any:
+        """A plugin's pickling reduction for objects of exactly this type, or None."""
+        return self._by_mro("reducers", tp, exact=True)
 
     def get_codec(
         self, codec_id: str, *, entry: str | None = None, dist: str | None = None

@@ -361,7 +361,9 @@ class DirReader:
             return None
         with self._open(ref) as f:
             try:
-                return memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+                # Copy-on-write, handed out read-only (see codecs_ser.codec.writable_view).
+                mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+                return memoryview(mapped).toreadonly()
             except OSError as e:
                 if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM):
                     return None

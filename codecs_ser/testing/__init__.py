@@ -36,7 +36,7 @@ import numpy as np
 
 import codecs_ser
 
-from ..codec import CodecSpec, Encoded
+from ..codec import BufferView, CodecSpec, Encoded
 from ..registry import Registry, default_registry
 
 __all__ = [
@@ -168,7 +168,7 @@ class CodecConformance:
         for obj in self.sample_objects():
             enc = codec.encode(obj)
             assert isinstance(enc, Encoded) and enc.arrays
-            assert all(isinstance(a, np.ndarray) for a in enc.arrays.values())
+            assert all(isinstance(a, (np.ndarray, BufferView)) for a in enc.arrays.values())
             msgpack.packb(dict(enc.meta), use_bin_type=True)
 
     def test_roundtrip_every_backend(self, tmp_path: Path) -> None:
