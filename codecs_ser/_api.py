@@ -8,7 +8,7 @@ import io
 import os
 import stat
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 import numpy as np
 
@@ -285,8 +285,23 @@ class Container:
                 out[key] = reader.read_array(blob, entry=entry.name)
         return out
 
-    def audit(self, name: str | None = None) -> list[str]:
-        """The globals loading would import (all objects, or the named one), sorted."""
+    @overload
+    def audit(self, name: str | None = None, *, explain: Literal[False] = False) -> list[str]: ...
+
+    @overload
+    def audit(self, name: str | None = None, *, explain: Literal[True]) -> dict[str, str]: ...
+
+    @overload
+    def audit(self, name: str | None = None, *, explain: bool) -> list[str] | dict[str, str]: ...
+
+    def audit(self, name: str | None = None, *, explain: bool = False) -> Any:
+        """Every global loading would import (all objects, or the named one), sorted.
+
+        With ``explain``, a dict of each to its verdict: ``"allowed"`` (loads with the
+        default ``trusted=False``), ``"not allowed"`` (needs ``trusted=[...]``), or
+        ``"dangerous: <what it can do>"`` (can run code or reach the system: trusting
+        it is ``trusted=True`` in disguise).
+        """
         found: set[str] = set()
         indices = range(len(self._manifest.objects)) if name is None else [self._object_index(name)]
         reader = self._reader_for()
@@ -296,6 +311,10 @@ class Container:
                 from ._safe_pickle import scan_globals
 
                 found.update(scan_globals(reader.read_skeleton(obj)))
+        if explain:
+            from ._safe_pickle import verdicts
+
+            return verdicts(found, plugin_globals=self._registry.safe_global)
         return sorted(found)
 
     def verify(self) -> list[tuple[str, str]]:
@@ -430,13 +449,22 @@ def load_arrays(
 
 
 def audit(
-    source: Source | bytes, name: str | None = None, *, registry: Registry | None = None
-) -> list[str]:
-    """The globals that loading would import, sorted; runs nothing."""
+    source: Source | bytes,
+    name: str | None = None,
+    *,
+    explain: bool = False,
+    registry: Registry | None = None,
+) -> Any:
+    """The globals that loading would import, sorted; runs nothing.
 
-    def once() -> list[str]:
+    ``explain=True`` gives each global's verdict instead (see :meth:`Container.audit`):
+    the allowed ones load without ``trusted``, the dangerous ones should never be
+    trusted by name.
+    """
+
+    def once() -> Any:
         with Container(source, registry=registry) as c:
-            return c.audit(name)
+            return c.audit(name, explain=explain)
 
     return _reopening(source, once)
 

@@ -289,6 +289,28 @@ def disallowed_globals(
     return sorted(g for g in found if not _allowed(g, trusted, plugin_globals))
 
 
+def verdicts(
+    found: Iterable[str], trusted: Any = False, plugin_globals: PluginGlobals | None = None
+) -> dict[str, str]:
+    """For each global: "dangerous: <what it can do>", "allowed" (by default or by a
+    plugin), "trusted" (by the caller's names) or "not allowed"."""
+    from ._danger import describe
+
+    everything, names = normalize_trusted(trusted)
+    out = {}
+    for g in sorted(found):
+        why = describe(g)
+        if why is not None:
+            out[g] = f"dangerous: {why}"
+        elif _allowed(g, (), plugin_globals):
+            out[g] = "allowed"
+        elif everything or _trusted_by(g, names):
+            out[g] = "trusted"
+        else:
+            out[g] = "not allowed"
+    return out
+
+
 # -- the restricted loader ---------------------------------------------------------
 
 _SETITEM_TARGETS = (dict, collections.OrderedDict, collections.Counter, collections.defaultdict)

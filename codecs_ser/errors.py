@@ -228,20 +228,47 @@ class ConcurrentWriteError(CodecsSerError, RuntimeError):
 class UntrustedError(CodecsSerError):
     """Loading would import globals that are not allowed.
 
-    ``globals`` lists every global the file wants that is not allowed, sorted.
+    ``globals`` lists every global the file wants that is not allowed, sorted;
+    ``dangerous`` maps those that can run code or reach files, processes or the
+    network to what they can do.  The message never suggests trusting those.
     """
 
     def __init__(self, globals_: Sequence[str], *, path: str | None = None):
         super().__init__(list(globals_))
         self.globals = sorted(set(globals_))
         self.path = path
+        from ._danger import dangerous
+
+        self.dangerous = dangerous(self.globals)
 
     def __str__(self) -> str:
         src = f"{self.path!r}" if self.path else "this container"
-        listed = ", ".join(self.globals)
-        return (
-            f"loading {src} would import globals that are not allowed: {listed}. "
-            "If you trust the file, allow them with "
-            f"codecs_ser.load(..., trusted={self.globals!r}) or load everything with "
-            "trusted=True; codecs_ser.load_arrays() reads the arrays without unpickling."
-        )
+        harmless = [g for g in self.globals if g not in self.dangerous]
+        parts = [f"loading {src} would import globals that are not allowed by default"]
+        if self.dangerous:
+            marked = "; ".join(f"{g} ({why})" for g, why in self.dangerous.items())
+            parts.append(
+                f"DANGEROUS: {marked}. Trusting any of these is trusted=True in disguise: "
+                "the file could run any code. Load it with trusted=True only if you trust "
+                "whoever made it"
+            )
+        if harmless:
+            listed = ", ".join(harmless)
+            parts.append(
+                f"not in the allowlist: {listed}. If you trust the file, allow them with "
+                f"codecs_ser.load(..., trusted={_suggested(harmless)!r})"
+                + ("" if self.dangerous else ", or load everything with trusted=True")
+            )
+        parts.append("codecs_ser.load_arrays() reads the arrays without unpickling")
+        return ". ".join(parts) + "."
+
+
+def _suggested(names: Sequence[str]) -> list[str]:
+    """The trusted=[...] to suggest: 'pkg.*' for a package that several names share."""
+    by_package: dict[str, list[str]] = {}
+    for name in names:
+        by_package.setdefault(name.split(".", 1)[0], []).append(name)
+    out: list[str] = []
+    for package, members in by_package.items():
+        out.extend([f"{package}.*"] if len(members) > 2 else members)
+    return out
