@@ -837,9 +837,9 @@ ATTACKS: dict[str, bytes] = {
     ),
     "str-of-a-codec-outside-the-allowlist": _pk(_call("builtins.str", _b(b"00"), _s("hex"))),
     "fraction-of-17000-bit-ints-repeated": _pk(
-        _repeat(_call("fractions.Fraction", _i(_BIG), _i(_BIG2)), 5000)
+        _repeat(_call("fractions.Fraction", _i(_BIG), _i(_BIG2)), 50_000)
     ),
-    "decimal-of-a-17000-bit-int-repeated": _pk(_repeat(_call("decimal.Decimal", _i(_BIG)), 5000)),
+    "decimal-of-a-17000-bit-int-repeated": _pk(_repeat(_call("decimal.Decimal", _i(_BIG)), 10_000)),
     "counter-instance-attribute": _pk(
         _call("collections.Counter") + b"}" + _s("x") + _i(1) + b"sb"
     ),
