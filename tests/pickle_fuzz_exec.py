@@ -190,6 +190,7 @@ def execute(
 
 
 _MASKS = (
+    (re.compile(r"\[[^\]]*\]"), "[…]"),
     (re.compile(r"'[^']*'|\"[^\"]*\""), "'…'"),
     (re.compile(r"0x[0-9a-f]+|\d+(\.\d+)?"), "N"),
 )

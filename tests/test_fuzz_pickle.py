@@ -28,8 +28,9 @@ import pytest
 import codecs_ser
 from codecs_ser.errors import FormatError, UntrustedError
 
-#: Generated executions per CI run (each slow or crashing finding adds its time bound or
-#: a worker restart; without findings they take about 20 s on two shared cores).
+#: Generated executions per CI run.  Ordinary programs run at several hundred a second;
+#: each slow or crashing one adds up to its time bound, or a worker restart (about 50 s
+#: in all while the current findings stand).
 EXECUTIONS = 3000
 ATTACK_NAMES = sorted(pf.ATTACKS)
 
