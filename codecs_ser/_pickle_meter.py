@@ -5,13 +5,14 @@ repeat an expensive call for a few bytes each time.  So every call and every has
 that an untrusted pickle causes is charged here *before* it runs, by what it
 really costs, against budgets that grow with the pickle's own size:
 
-* ``alloc``: bytes (or pointers) the calls create beyond the pickle's own data,
-  ``8 * len(pickle) + max_pickle_alloc``;
+* ``alloc``: bytes the objects and calls of the pickle create,
+  ``ALLOC_PER_BYTE * len(pickle) + max_pickle_alloc`` (Python objects are large: a
+  two-byte ``(`` ``FROZENSET`` builds 216 bytes);
 * ``work``: steps of CPU time (about a nanosecond each) that calls and hashes
   take, ``WORK_PER_BYTE * len(pickle) + max_pickle_work``;
 * keys of one dict or set that share a hash (hash flooding): ``max_colliding_keys``;
-* tuples nested in tuples (``hash`` recurses through them in C, with no guard):
-  ``max_tuple_depth``.
+* tuples and frozensets nested in one another (``hash`` recurses through tuples
+  in C, with no guard): ``max_tuple_depth``.
 
 Every refusal names the limit to raise.
 """
@@ -28,6 +29,10 @@ from .errors import FormatError
 
 #: Work steps each byte of the pickle pays for, beyond ``max_pickle_work``.
 WORK_PER_BYTE = 1000
+#: Bytes of memory each byte of the pickle pays for, beyond ``max_pickle_alloc``: what
+#: honest pickles of many small objects need (a dict of two items is about 20 bytes of
+#: pickle and 230 of memory).
+ALLOC_PER_BYTE = 32
 #: What hashing one element of a tuple costs, in work steps.
 _HASH_STEP = 10
 _HASH_RANDOMIZED = (str, bytes)
@@ -45,14 +50,14 @@ class PickleMeter:
 
     def __init__(self, pickle_size: int) -> None:
         limits = get_limits()
-        self.alloc_left = 8 * pickle_size + limits.max_pickle_alloc
+        self.alloc_left = ALLOC_PER_BYTE * pickle_size + limits.max_pickle_alloc
         self.work_left = WORK_PER_BYTE * pickle_size + limits.max_pickle_work
         self.max_colliding = limits.max_colliding_keys
         self.max_depth = limits.max_tuple_depth
         self._hashes: dict[int, tuple[Any, Counter[int]]] = {}
-        # id -> (tuple, depth, hash cost) for tuples that hold tuples; the tuple is kept
-        # so that its id stays unique while the pickle loads.
-        self._tuples: dict[int, tuple[tuple[Any, ...], int, int]] = {}
+        # id -> (tuple or frozenset, depth, hash cost) for those that hold tuples or
+        # frozensets; the value is kept so that its id stays unique while the pickle loads.
+        self._tuples: dict[int, tuple[Any, int, int]] = {}
         self._pending: dict[int, Any] = {}
         #: Whether a value may serve as a defaultdict's factory (set by the unpickler).
         self.is_safe_factory: Callable[[Any], bool] = lambda value: False
@@ -85,8 +90,8 @@ class PickleMeter:
         self.alloc_left -= nbytes
         if self.alloc_left < 0:
             raise _refuse(
-                f"the pickle's calls would build more than its own size plus max_pickle_alloc "
-                f"bytes ({what}: about {nbytes})",
+                f"the pickle would build more than {ALLOC_PER_BYTE} bytes of objects per byte "
+                f"of its own plus max_pickle_alloc bytes ({what}: about {nbytes})",
                 "max_pickle_alloc",
             )
 
@@ -102,12 +107,13 @@ class PickleMeter:
 
     # -- tuples ----------------------------------------------------------------------
 
-    def new_tuple(self, value: tuple[Any, ...]) -> None:
-        """Record a tuple the pickle built; refuse one nested too deeply to hash safely."""
+    def new_tuple(self, value: tuple[Any, ...] | frozenset[Any]) -> None:
+        """Record a tuple or frozenset the pickle built (hashable, so possibly hashed, and
+        hashing recurses); refuse one nested too deeply to hash safely."""
         depth, cost = 1, 1
         tuples = self._tuples
         for item in value:
-            if type(item) is tuple:
+            if type(item) is tuple or type(item) is frozenset:
                 known = tuples.get(id(item))
                 if known is not None and known[0] is item:
                     depth = max(depth, known[1] + 1)
@@ -119,7 +125,8 @@ class PickleMeter:
                 cost += 1
         if depth > self.max_depth:
             raise _refuse(
-                f"the pickle nests tuples more than {self.max_depth} deep", "max_tuple_depth"
+                f"the pickle nests tuples and frozensets more than {self.max_depth} deep",
+                "max_tuple_depth",
             )
         if depth > 1:
             tuples[id(value)] = (value, depth, min(cost, 1 << 62))

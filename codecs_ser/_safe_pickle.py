@@ -41,6 +41,35 @@ DEFAULT_ALLOWED: frozenset[str] = frozenset(SAFE_GLOBALS)
 _PyUnpickler: Any = getattr(pickle, "_Unpickler")  # noqa: B009
 
 
+#: Bytes of memory that one item of a dict or set, and an empty set, take.
+_ENTRY = 48
+_SET = 216
+#: Opcodes that build a new object, and about what it takes in memory.
+_OBJECT_COSTS = {
+    pickle.EMPTY_DICT: 64,
+    pickle.EMPTY_LIST: 56,
+    pickle.EMPTY_SET: _SET,
+    pickle.DICT: 64,
+    pickle.LIST: 56,
+    pickle.MARK: 64,
+    pickle.MEMOIZE: 64,
+    pickle.PUT: 64,
+    pickle.BINPUT: 64,
+    pickle.LONG_BINPUT: 64,
+    pickle.DUP: 8,
+}
+
+
+def _charged(handler: Callable[[Any], None], cost: int) -> Callable[[Any], None]:
+    """An opcode handler that charges the object it builds to the meter first."""
+
+    def charged(self: Any) -> None:
+        self.meter.alloc(cost, "an object")
+        handler(self)
+
+    return charged
+
+
 class _Guarded(_PyUnpickler):
     """The pure-Python unpickler, charging hashes and nesting to a meter."""
 
@@ -66,22 +95,33 @@ class _Guarded(_PyUnpickler):
 
     def load_setitem(self) -> None:
         self.meter.check_keys(self.stack[-3], (self.stack[-2],))
+        self.meter.alloc(_ENTRY, "a dict item")
         super().load_setitem()
 
     def load_setitems(self) -> None:
         self.meter.check_keys(self._mark_target(), self.stack[0::2])
+        self.meter.alloc(_ENTRY * (len(self.stack) // 2), "dict items")
         super().load_setitems()
 
     def load_additems(self) -> None:
         self.meter.check_keys(self._mark_target(), self.stack)
+        self.meter.alloc(_ENTRY * len(self.stack), "set items")
         super().load_additems()
+
+    def load_appends(self) -> None:
+        self.meter.alloc(8 * len(self.stack), "list items")
+        super().load_appends()
 
     def load_frozenset(self) -> None:
         self.meter.check_keys(object(), self.stack)
+        self.meter.alloc(_SET + _ENTRY * len(self.stack), "a frozenset")
         super().load_frozenset()
+        self.meter.new_tuple(self.stack[-1])
 
     def _tuple_made(self) -> None:
-        self.meter.new_tuple(self.stack[-1])
+        value = self.stack[-1]
+        self.meter.alloc(40 + 8 * len(value), "a tuple")
+        self.meter.new_tuple(value)
 
     def load_tuple(self) -> None:
         super().load_tuple()
@@ -130,6 +170,7 @@ class _Guarded(_PyUnpickler):
         (pickle.SETITEM, "load_setitem"),
         (pickle.SETITEMS, "load_setitems"),
         (pickle.ADDITEMS, "load_additems"),
+        (pickle.APPENDS, "load_appends"),
         (pickle.FROZENSET, "load_frozenset"),
         (pickle.TUPLE, "load_tuple"),
         (pickle.TUPLE1, "load_tuple1"),
@@ -141,6 +182,10 @@ class _Guarded(_PyUnpickler):
     ):
         dispatch[_op[0]] = locals()[_name]
     del _op, _name
+    # Opcodes of a byte or two that build an object of tens or hundreds of bytes.
+    for _op, _cost in _OBJECT_COSTS.items():
+        dispatch[_op[0]] = _charged(dispatch[_op[0]], _cost)
+    del _op, _cost
 
 
 # -- the audit -----------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib
 import io
 import os
 import pickle
@@ -29,11 +30,25 @@ from typing import Any
 import hostile_corpus as hc
 import numpy as np
 import pytest
+from invariants import ProcessSnapshot, constructible_problems
 
 import codecs_ser
 from codecs_ser import _cli
 from codecs_ser._safe_pickle import DEFAULT_ALLOWED
 from codecs_ser.errors import CodecsSerError, FormatError, IntegrityError, UntrustedError
+
+#: What the library and the standard library import on first need for reasons of their
+#: own, imported up front so that each case's process snapshot sees only what a hostile
+#: file made a load import.
+FIRST_NEED = (
+    "codecs_ser.backends.dir",  # imports ctypes, for renameat2
+    "codecs_ser.backends.tar",
+    "codecs_ser.backends.zip",
+    "encodings.cp437",  # zipfile decodes old-style member names with it
+    "encodings.raw_unicode_escape",  # the unpickler decodes protocol 0 text with it
+)
+for _module in FIRST_NEED:
+    importlib.import_module(_module)
 
 #: Bounds every case must stay within (for all six calls together).
 MAX_SECONDS = 2.0
@@ -136,6 +151,10 @@ def _check(case: hc.Case, call: str, path: Path, baseline: dict[str, Any]) -> st
     except BaseException as e:  # a crash of the library, not a refusal
         return f"{call}: raised {type(e).__name__} (not a CodecsSerError): {e!r}"[:600]
     raised = _raised_as_expected(case, call, kind, value)
+    if call == "load" and kind == "ok":
+        impossible = constructible_problems(value)
+        if impossible:
+            return f"load: returned impossible objects: {'; '.join(impossible)}"[:600]
     if call == "audit" and case.audit_globals is not None and want != "raise":
         wanted = sorted(set(case.audit_globals))
         if kind == "ok" and value == wanted:
@@ -192,10 +211,12 @@ def _short(value: Any) -> str:
 
 
 def _run_calls(case: hc.Case, path: Path, baseline: dict[str, Any]) -> dict[str, Any]:
+    before = ProcessSnapshot.take()  # allowed classes and functions, modules, registries
     tracemalloc.start()
     start = time.perf_counter()
     problems = [p for call in hc.CALLS if (p := _check(case, call, path, baseline))]
     elapsed = time.perf_counter() - start
+    problems.extend(f"changed the process: {c}" for c in before.changes())
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     return {"problems": problems, "seconds": elapsed, "peak": peak}
