@@ -261,6 +261,10 @@ def constructible_problems(
         if problem:
             problems.append(problem)
             continue
+        # Only unbroken chains of tuples and frozensets recurse when hashed: a list or a
+        # dict between them is unhashable, and repr and == guard their own recursion.
+        if type(node) not in _HASHABLE_NESTS:
+            nesting = 0
         try:
             stack.extend((c, nesting) for c in _children(node) if id(c) not in seen)
         except Exception as e:
