@@ -163,9 +163,9 @@ def open_foreign(
     try:
         for format_id in registry.candidates(src.head):
             reader = registry.get_reader(format_id)
-            if not reader.sniff(src):
-                continue
             try:
+                if not reader.sniff(src):
+                    continue
                 file = reader.open(src)
             except FormatError as e:
                 if e.path is None:
@@ -173,6 +173,12 @@ def open_foreign(
                 raise
             except RecursionError:
                 raise FormatError("the file nests too deeply to read", path=src.path) from None
+            except (ValueError, LookupError, TypeError, OSError, EOFError) as e:
+                # A reader tripped over damage it did not foresee: still a damaged file.
+                raise FormatError(
+                    f"the {format_id} reader cannot read this file: {type(e).__name__}: {e}"[:300],
+                    path=src.path,
+                ) from e
             return ForeignContainer(src, file, format_id)
     except BaseException:
         src.close()

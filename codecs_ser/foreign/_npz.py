@@ -173,7 +173,7 @@ class NpzFile(ForeignFile):
 
 def npy_members(zf: zipfile.ZipFile) -> list[zipfile.ZipInfo] | None:
     """The members when every one is a .npy file by name (an npz), else None."""
-    members = [m for m in zf.infolist() if not m.is_dir()]
+    members = [m for m in zf.infolist() if not m.filename.endswith("/")]
     if not members or not all(m.filename.endswith(".npy") for m in members):
         return None
     return members

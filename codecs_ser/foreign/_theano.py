@@ -24,7 +24,7 @@ PICKLE = "pkl"
 
 
 def _arrays(zf: zipfile.ZipFile) -> list[zipfile.ZipInfo] | None:
-    members = [m for m in zf.infolist() if not m.is_dir()]
+    members = [m for m in zf.infolist() if not m.filename.endswith("/")]
     names = [m.filename for m in members]
     if PICKLE not in names or any("/" in n for n in names):
         return None

@@ -61,6 +61,9 @@ ITEMSIZE = {"complex32": 4}
 REBUILDS = {"_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3"}
 PARAMETERS = {"_rebuild_parameter", "_rebuild_parameter_with_state"}
 _MAX_DEPTH = 200
+#: How much larger than its storage an expanded (zero-stride) view may be.
+MAX_EXPANSION = 1 << 10
+MIN_EXPANDED = 64 << 20
 
 
 def _dtype_name(g: Any) -> str:
@@ -143,6 +146,14 @@ def _tensor(args: tuple[Any, ...], dtype: str | None) -> Tensor:
             raise FormatError(
                 f"a tensor reaches element {last} but its storage holds {storage_bytes // item}"
             )
+    # A view with zero strides may be far larger than its storage (an expanded bias);
+    # bounded, so that a few bytes of file cannot make convert write terabytes.
+    logical = _count(shape) * item
+    if logical > max(storage_bytes * MAX_EXPANSION, MIN_EXPANDED):
+        raise FormatError(
+            f"a tensor of {logical} bytes views a storage of {storage_bytes}: more than "
+            f"{MAX_EXPANSION} times its storage, refused"
+        )
     requires_grad = bool(args[4]) if len(args) > 4 and isinstance(args[4], bool) else False
     return Tensor(storage, offset, shape, strides, name, requires_grad)
 
