@@ -390,8 +390,31 @@ def _reopening(source: Any, call: Callable[[], T]) -> T:
 
 
 def open(source: Source | bytes, *, registry: Registry | None = None) -> Container:
-    """Open a container; reads only its manifest."""
-    return Container(source, registry=registry)
+    """Open a container; reads only its manifest.
+
+    A file that is not a codecs_ser container but one a foreign reader recognises
+    by its content (torch.save, safetensors, .npy, .npz, pkl_utils, Blocks; see
+    :mod:`codecs_ser.foreign`) opens read-only, with nothing unpickled.
+    """
+    if hasattr(source, "read") and not getattr(source, "seekable", lambda: False)():
+        source = source.read()  # both attempts need the bytes
+    start = source.tell() if hasattr(source, "tell") else None
+    try:
+        return Container(source, registry=registry)
+    except FormatError:
+        if start is not None:
+            source.seek(start)  # type: ignore[union-attr]
+        foreign = _open_foreign(source)
+        if foreign is None:
+            raise
+        return foreign
+
+
+def _open_foreign(source: Any) -> Container | None:
+    """The source opened by a foreign reader that claims it (imported only now)."""
+    from .foreign import open_foreign
+
+    return open_foreign(source)
 
 
 def load(
@@ -439,10 +462,13 @@ def load_arrays(
     verify: bool | None = None,
     registry: Registry | None = None,
 ) -> dict[str, np.ndarray]:
-    """Every array of the container as numpy, by hierarchical name; no codec, no unpickling."""
+    """Every array of the container as numpy, by hierarchical name; no codec, no unpickling.
+
+    Foreign files (see :func:`open`) give their arrays the same way.
+    """
 
     def once() -> dict[str, np.ndarray]:
-        with Container(source, registry=registry) as c:
+        with open(source, registry=registry) as c:
             return c.arrays(name, mmap=mmap, verify=verify)
 
     return _reopening(source, once)

@@ -1,4 +1,5 @@
-"""The ``codecs-ser`` command: inspect a container, verify its checksums, list plugins."""
+"""The ``codecs-ser`` command: inspect a container, verify its checksums, convert foreign
+files, list plugins."""
 
 from __future__ import annotations
 
@@ -63,13 +64,17 @@ def _say(*parts: object, file: Any = None) -> None:
 def _inspect(path: str) -> int:
     with _api.open(path) as c:
         writer = c.writer
-        _say(
-            f"{path}: codecs_ser format {c.format_version}, backend {c.backend}, "
-            f"written by codecs_ser {_text(writer.get('codecs_ser'))} "
-            f"on Python {_text(writer.get('python'))}"
-        )
-        for name in c.objects:
-            _say(f"object {name!r}: {c.skeleton_format(name)} skeleton")
+        description = getattr(c, "description", None)
+        if description is not None:  # a foreign file (codecs_ser.foreign)
+            _say(f"{path}: {description}, read without its library; nothing unpickled")
+        else:
+            _say(
+                f"{path}: codecs_ser format {c.format_version}, backend {c.backend}, "
+                f"written by codecs_ser {_text(writer.get('codecs_ser'))} "
+                f"on Python {_text(writer.get('python'))}"
+            )
+            for name in c.objects:
+                _say(f"object {name!r}: {c.skeleton_format(name)} skeleton")
         if c.metadata:
             _say(f"metadata: {_render(c.metadata)}")
         rows = [("name", "codec", "dtype", "shape", "size")]
@@ -101,6 +106,20 @@ def _verify(path: str) -> int:
     return 1
 
 
+def _convert(source: str, target: str, trusted: bool) -> int:
+    from .foreign import convert
+
+    kept = convert(source, target, trusted=trusted)
+    if kept == "arrays":
+        _say(
+            f"{target}: the arrays of {source} (its object needs unpickling to rebuild; "
+            "--trusted does that for files you trust)"
+        )
+    else:
+        _say(f"{target}: the {kept} of {source}")
+    return 0
+
+
 def _plugins() -> int:
     from .registry import default_registry
 
@@ -111,6 +130,10 @@ def _plugins() -> int:
     for kind, specs in tables:
         for key, spec in sorted(specs.items()):
             _say(f"{kind:8s} {key:24s} {spec.impl}  ({spec.dist or 'registered in code'})")
+    from .foreign import default_foreign_registry
+
+    for key, fspec in default_foreign_registry.readers.items():
+        _say(f"{'foreign':8s} {key:24s} {fspec.impl}  ({fspec.dist or 'registered in code'})")
     return 0
 
 
@@ -122,6 +145,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("file")
     p = sub.add_parser("verify", help="check every checksum; exit status 1 if any fails")
     p.add_argument("file")
+    p = sub.add_parser(
+        "convert",
+        help="write a container, or a torch, safetensors, npy/npz, pkl_utils or Blocks "
+        "file, as a codecs_ser container",
+    )
+    p.add_argument("source")
+    p.add_argument("target")
+    p.add_argument(
+        "--trusted",
+        action="store_true",
+        help="unpickle the source with its library to keep the whole object (trusted files only)",
+    )
     sub.add_parser("plugins", help="list registered codecs and backends")
     args = parser.parse_args(argv)
     try:
@@ -129,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _inspect(args.file)
         if args.command == "verify":
             return _verify(args.file)
+        if args.command == "convert":
+            return _convert(args.source, args.target, args.trusted)
         return _plugins()
     except (CodecsSerError, OSError) as e:
         _say(f"codecs-ser: error: {e}", file=sys.stderr)

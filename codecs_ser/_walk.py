@@ -10,6 +10,8 @@ generated names when the pickler meets them.
 from __future__ import annotations
 
 import dataclasses
+import sys
+import types
 from typing import Any
 
 import numpy as np
@@ -176,7 +178,7 @@ class LeafCollector:
         depth += 1
         if tp is dict:
             pure = True
-            for k, v in obj.items():
+            for k, v in tuple(obj.items()):  # a snapshot: visiting may run code that mutates it
                 if (
                     type(k) not in SCALAR_TYPES
                     and not (type(k) is tuple and _pure_key(k, nesting + 1))
@@ -205,9 +207,16 @@ class LeafCollector:
         return view
 
     def _visit_object(self, obj: Any, path: str, depth: int) -> None:
-        """Name leaves inside objects that will be pickled; purity is already lost."""
+        """Name leaves inside objects that will be pickled; purity is already lost.
+
+        Containers are iterated as snapshots (a collection or a codec check may mutate
+        them), and the walk stops where the pickler stores a reference instead of a
+        value, so it never wanders into a library's global state.
+        """
+        if _by_reference(obj):
+            return
         if isinstance(obj, dict):
-            for k, v in obj.items():
+            for k, v in tuple(obj.items()):
                 self._visit(v, self._child(path, k), depth)
         elif isinstance(obj, tuple) and hasattr(obj, "_fields"):
             for field, v in zip(obj._fields, obj, strict=False):
@@ -232,7 +241,7 @@ class LeafCollector:
                     self._visit(value, child, depth)
             state = getattr(obj, "__dict__", None)
             if isinstance(state, dict) and not isinstance(obj, type):
-                for k, v in state.items():
+                for k, v in tuple(state.items()):
                     self._visit(v, self._child(path, k), depth)
             for slot in _slots_of(type(obj)):
                 try:
@@ -240,6 +249,31 @@ class LeafCollector:
                 except AttributeError:
                     continue
                 self._visit(value, self._child(path, slot), depth)
+
+
+_REFERENCE_TYPES = (
+    types.ModuleType,
+    type,
+    types.BuiltinFunctionType,
+    types.MethodDescriptorType,
+    types.WrapperDescriptorType,
+)
+
+
+def _by_reference(obj: Any) -> bool:
+    """Whether the pickler stores ``obj`` by name: a module, a class, a builtin, or a
+    function importable under its qualified name (what it reaches is not the object's)."""
+    if isinstance(obj, _REFERENCE_TYPES):
+        return True
+    if not isinstance(obj, types.FunctionType):
+        return False
+    module = sys.modules.get(getattr(obj, "__module__", None) or "")
+    if module is None or "<" in obj.__qualname__:
+        return False
+    found: Any = module
+    for part in obj.__qualname__.split("."):
+        found = getattr(found, part, None)
+    return found is obj
 
 
 def _pure_key(key: tuple[Any, ...], nesting: int) -> bool:
