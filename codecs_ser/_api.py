@@ -13,7 +13,13 @@ from typing import Any, Literal, TypeVar, overload
 import numpy as np
 
 from . import _checksum, _clock
-from ._container import Reader, Writer, check_metadata, check_new_object_name
+from ._container import (
+    Reader,
+    Writer,
+    check_code_policy,
+    check_metadata,
+    check_new_object_name,
+)
 from ._manifest import EntryInfo, EntryMap, Manifest, parse_manifest
 from .backend import ContainerReader, MemberRef, Source, Target
 from .errors import CodecsSerError, ContainerReplacedError, FormatError, UsageError
@@ -60,6 +66,7 @@ def dump(
     metadata: dict[str, Any] | None = None,
     checksum: str = _checksum.DEFAULT,
     durable: bool = True,
+    code_by_value: str = "warn",
     registry: Registry | None = None,
 ) -> None:
     """Save ``obj`` to a path or a binary file object.
@@ -68,7 +75,10 @@ def dump(
     ``.zip``), else ``tar``; ``backend="dir"`` writes a folder.  Writing to a
     path is atomic: the old file stays until the new one is complete.
     ``durable=False`` skips the fsyncs.  ``checksum`` names the blob checksum
-    (``"xxh3_64"``, or ``"sha256"`` for tamper evidence).
+    (``"xxh3_64"``, or ``"sha256"`` for tamper evidence).  Functions and classes
+    that cannot be imported by name (lambdas, ``__main__``) are saved as code, with a
+    :class:`~codecs_ser.errors.CodeByValueWarning`; ``code_by_value="allow"`` saves
+    them silently, ``"refuse"`` raises :class:`~codecs_ser.errors.CodeByValueError`.
     """
     registry = registry or default_registry
     if not (_is_path(target) or hasattr(target, "write")):
@@ -82,11 +92,12 @@ def dump(
     except ValueError as e:
         raise UsageError(str(e)) from None
     check_metadata(metadata)
+    check_code_policy(code_by_value)
     _clock.source_date_epoch()  # a bad SOURCE_DATE_EPOCH fails before anything is written
     backend_id = _pick_backend(target, backend, registry)
     writer = registry.get_backend(backend_id).create(target, durable=durable)
     try:
-        w = Writer(writer, registry, checksum=checksum)
+        w = Writer(writer, registry, checksum=checksum, code_by_value=code_by_value)
         w.write_object(obj, name or DEFAULT_NAME, None)
         w.commit(metadata)
     except BaseException as e:
@@ -317,6 +328,13 @@ class Container:
             return verdicts(found, plugin_globals=self._registry.safe_global)
         return sorted(found)
 
+    def code(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Functions and classes stored as code by value (all objects, or the named one):
+        ``{"object", "name", "path"}`` each; loading them needs ``trusted=True``."""
+        objects = self._manifest.objects
+        chosen = objects if name is None else [objects[self._object_index(name)]]
+        return [{"object": o.name, **c} for o in chosen for c in o.code]
+
     def verify(self) -> list[tuple[str, str]]:
         """Check every checksum; returns (member, problem) pairs, empty when all is well.
 
@@ -513,6 +531,7 @@ def add(
     metadata: dict[str, Any] | None = None,
     checksum: str | None = None,
     durable: bool = True,
+    code_by_value: str = "warn",
     registry: Registry | None = None,
 ) -> None:
     """Append ``obj`` as a new named object to the container at ``path``.
@@ -539,6 +558,7 @@ def add(
     try:
         manifest = parse_manifest(reader.read_manifest(), os.fspath(path))
         check_new_object_name(name, [o.name for o in manifest.objects])
+        check_code_policy(code_by_value)
         algorithm = checksum or (
             manifest.checksum if manifest.checksum in _checksum.ALGORITHMS else _checksum.DEFAULT
         )
@@ -552,7 +572,12 @@ def add(
             raise
         try:
             w = Writer(
-                writer, registry, checksum=algorithm, existing=manifest, existing_reader=reader
+                writer,
+                registry,
+                checksum=algorithm,
+                existing=manifest,
+                existing_reader=reader,
+                code_by_value=code_by_value,
             )
             w.write_object(obj, name, metadata)
             w.commit()

@@ -11,7 +11,8 @@ import errno
 import mmap
 import platform
 import sys
-from collections.abc import Iterable, Iterator
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from . import _checksum
 from ._buffers import Placement, SharePlan, assemble, view_in
+from ._byvalue import qualified_name
 from ._clock import now
 from ._limits import exceeded, get_limits
 from ._manifest import (
@@ -41,7 +43,14 @@ from ._walk import Leaf, LeafCollector
 from .backend import ContainerReader, ContainerWriter, MemberRef
 from .codec import BufferView, CodecSpec, DecodeContext, Encoded
 from .codecs.numpy import NdarrayCodec
-from .errors import CodecsSerError, FormatError, IntegrityError, UsageError
+from .errors import (
+    CodeByValueError,
+    CodeByValueWarning,
+    CodecsSerError,
+    FormatError,
+    IntegrityError,
+    UsageError,
+)
 from .registry import Registry
 
 #: Non-contiguous arrays are copied out in pieces of about this size.
@@ -143,6 +152,16 @@ def check_metadata(metadata: Any) -> dict[str, Any]:
     return _check_metadata(metadata)
 
 
+CODE_POLICIES = ("warn", "allow", "refuse")
+
+
+def check_code_policy(policy: Any) -> str:
+    """``code_by_value``: warn (the default), allow, or refuse code stored by value."""
+    if policy not in CODE_POLICIES:
+        raise UsageError(f"code_by_value must be one of {CODE_POLICIES}, not {policy!r}")
+    return str(policy)
+
+
 def check_new_object_name(name: str, existing: Iterable[str]) -> None:
     """Object names are unique compared as member names are (case folded, normalised)."""
     key = clash_key(name)
@@ -163,6 +182,7 @@ class Writer:
         checksum: str,
         existing: Manifest | None = None,
         existing_reader: ContainerReader | None = None,
+        code_by_value: str = "warn",
     ) -> None:
         self._bw = backend_writer
         self._registry = registry
@@ -172,6 +192,7 @@ class Writer:
         self._new_hasher = _checksum.factory(self._algorithm)
         self._existing = existing
         self._existing_reader = existing_reader
+        self._code_policy = check_code_policy(code_by_value)
         self._objects: list[dict[str, Any]] = []
         self._names: list[str] = []
         self._entries: list[bytes] = []
@@ -225,10 +246,27 @@ class Writer:
         if pure:
             skeleton = pack_msgpack(obj, collector.ref)
             fmt, globals_ = "msgpack", []
+            code: list[tuple[str, str | None]] = []
         else:
+            seen: dict[int, tuple[Any, str | None]] = {}
+
+            def note_code(o: Any) -> None:
+                seen.setdefault(id(o), (o, collector.path_of(o)))
+
             skeleton = pickle_skeleton(
-                obj, collector.ref, collector.plain_view, self._registry.reducer_for
+                obj,
+                collector.ref,
+                collector.plain_view,
+                self._registry.reducer_for,
+                on_code=note_code,
+                path_of=collector.path_of,
+                reduced=collector.reduced,
             )
+            code = sorted(
+                {(qualified_name(o), path) for o, path in seen.values()},
+                key=lambda item: (item[0], item[1] or ""),
+            )
+            self._check_code(code)
             from ._safe_pickle import scan_globals
 
             fmt, globals_ = "pickle", scan_globals(skeleton, own=True)
@@ -251,8 +289,18 @@ class Writer:
                 },
                 "globals": globals_,
                 "metadata": _check_metadata(metadata),
+                # Functions and classes stored as code (revision 1.1), only when there are.
+                **({"code": [{"name": n, "path": p} for n, p in code]} if code else {}),
             }
         )
+
+    def _check_code(self, code: Sequence[tuple[str, str | None]]) -> None:
+        """Warn of, or refuse, functions and classes that the pickle stores as code."""
+        if not code or self._code_policy == "allow":
+            return
+        if self._code_policy == "refuse":
+            raise CodeByValueError(code)
+        warnings.warn(CodeByValueWarning(code), stacklevel=5)
 
     def _write_leaves(self, collector: LeafCollector, obj_index: int) -> None:
         views = self._find_views(collector.leaves)

@@ -248,6 +248,20 @@ class ObjectInfo:
     skeleton_ref: dict[str, Any]
     globals: list[str]
     metadata: dict[str, Any]
+    #: Functions and classes its pickle stores as code: {"name", "path"} (revision 1.1).
+    code: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _parse_code(raw: Any, source: str | None) -> list[dict[str, Any]]:
+    ok = isinstance(raw, list) and all(
+        isinstance(c, dict)
+        and isinstance(c.get("name"), str)
+        and (c.get("path") is None or isinstance(c.get("path"), str))
+        for c in raw
+    )
+    if not ok:
+        raise _fail("object code is not a list of {name, path} maps", source)
+    return [{"name": c["name"], "path": c.get("path")} for c in raw]
 
 
 def _parse_object(raw: Any, source: str | None) -> ObjectInfo:
@@ -283,7 +297,8 @@ def _parse_object(raw: Any, source: str | None) -> ObjectInfo:
         _is_int(size) and size >= 0
     ):
         raise _fail("skeleton offset or size has a bad type", source)
-    return ObjectInfo(name, prefix, fmt, None, dict(skel), list(globals_), metadata)
+    code = _parse_code(raw.get("code", []), source)
+    return ObjectInfo(name, prefix, fmt, None, dict(skel), list(globals_), metadata, code)
 
 
 @dataclass(slots=True)

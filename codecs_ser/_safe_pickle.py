@@ -139,6 +139,15 @@ class _Guarded(_PyUnpickler):
         super().load_tuple3()
         self._tuple_made()
 
+    def load(self) -> Any:
+        value = super().load()
+        frame = self._unframer.current_frame
+        if (frame is not None and frame.read(1)) or self._stream.read(1):
+            # Bytes after STOP are read by no unpickler: a file that hides some there
+            # means one thing to a scanner that reads them and another to a loader.
+            raise FormatError("the pickled skeleton has bytes after its end (STOP)")
+        return value
+
     def load_frame(self) -> None:
         # The standard unpickler accepts a frame that claims more bytes than remain.
         (size,) = struct.unpack("<Q", self.read(8))

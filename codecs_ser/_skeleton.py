@@ -18,9 +18,10 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from ._byvalue import code_by_value, qualified_name
 from ._limits import exceeded, get_limits
 from ._npy import descr_of, dtype_from_descr
-from .errors import FormatError
+from .errors import CodecsSerError, FormatError, UnpicklableError
 
 # msgpack extension codes of the skeleton (docs/format.md).
 EXT_TUPLE = 1
@@ -304,6 +305,9 @@ def pickle_skeleton(
     leaf_ref: Callable[[Any], int | None],
     plain_view: Callable[[np.ndarray], np.ndarray] = lambda a: a.view(np.ndarray),
     reducer_for: Callable[[type], Any] = lambda tp: None,
+    on_code: Callable[[Any], None] = lambda obj: None,
+    path_of: Callable[[Any], str | None] = lambda obj: None,
+    reduced: Callable[[Any], Any] = lambda obj: None,
 ) -> bytes:
     """Pickle with cloudpickle; leaves become persistent ids (their entry index).
 
@@ -316,13 +320,18 @@ def pickle_skeleton(
     pure-Python pickler, which writes sets of plain data sorted by value.
 
     ``reducer_for`` gives a plugin's reduction for a type (see ``CodecSpec.reducers``).
+    ``on_code`` is told of each function or class stored as code rather than by name;
+    ``path_of`` says where in the object the walk met something, for errors;
+    ``reduced`` gives the reductions the walk made (so leaves keep their names).
     """
     import cloudpickle
 
     plain = SCALAR_TYPES | {list, dict, tuple, set, frozenset}
     sets = [0]
+    last: list[Any] = [None]  # the object being pickled when something fails
 
     def persistent_id(o: Any) -> Any:
+        last[0] = o
         tp = type(o)
         if tp in plain:
             if (tp is set or tp is frozenset) and len(o) > 1:
@@ -331,6 +340,8 @@ def pickle_skeleton(
         return leaf_ref(o)
 
     def reduce(o: Any) -> Any:
+        if code_by_value(o):
+            on_code(o)
         plugin = reducer_for(type(o))
         if plugin is not None:
             rv = plugin(o)
@@ -358,7 +369,8 @@ def pickle_skeleton(
             and o.dtype.metadata is None
         ):
             return (_make_scalar, (descr_of(o.dtype), o.tobytes()))
-        return NotImplemented
+        walked = reduced(o)
+        return NotImplemented if walked is None else walked
 
     class _Pickler(cloudpickle.Pickler):
         def persistent_id(self, o: Any) -> Any:
@@ -369,7 +381,13 @@ def pickle_skeleton(
             return super().reducer_override(o) if rv is NotImplemented else rv
 
     buf = io.BytesIO()
-    _Pickler(buf, protocol=5).dump(obj)
+    try:
+        _Pickler(buf, protocol=5).dump(obj)
+    except (TypeError, pickle.PicklingError, AttributeError) as e:
+        if isinstance(e, CodecsSerError):
+            raise
+        culprit = last[0]
+        raise UnpicklableError(_type_name(culprit), path=path_of(culprit), reason=str(e)) from e
     if not sets[0]:
         return buf.getvalue()
     ordered = io.BytesIO()
@@ -461,3 +479,7 @@ _PLAIN_TYPES = frozenset(
 def recursion_headroom() -> int:
     """How deep the walk may go before leaving the rest to the pickler."""
     return max(50, min(400, sys.getrecursionlimit() // 3))
+
+
+def _type_name(obj: Any) -> str:
+    return qualified_name(type(obj))

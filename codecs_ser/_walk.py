@@ -10,13 +10,12 @@ generated names when the pickler meets them.
 from __future__ import annotations
 
 import dataclasses
-import sys
-import types
 from typing import Any
 
 import numpy as np
 import xxhash
 
+from ._byvalue import by_reference
 from ._known import dist_for_type
 from ._names import clash_key, escape_component
 from ._skeleton import MAX_TUPLE_NESTING, SCALAR_TYPES, fits_msgpack_int, recursion_headroom
@@ -62,6 +61,11 @@ class LeafCollector:
         self._known_missing: dict[type, str | None] = {}
         self._max_depth = recursion_headroom()
         self._plain_views: dict[int, np.ndarray] = {}
+        #: Where the walk met each object it did not store as data (by id): what an
+        #: error about that object names.
+        self._paths: dict[int, str] = {}
+        #: id -> (object, its __reduce_ex__ value) of objects whose saved form was walked.
+        self._reduced: dict[int, tuple[Any, Any]] = {}
 
     # -- naming ------------------------------------------------------------
 
@@ -199,6 +203,29 @@ class LeafCollector:
             self._visit_object(obj, path, depth)
         return False
 
+    def path_of(self, obj: Any) -> str | None:
+        """Where the walk met ``obj``, if it did."""
+        return self._paths.get(id(obj))
+
+    def _visit_reduced(self, obj: Any, path: str, depth: int) -> None:
+        """Name the leaves in what pickling saves of an object (an extension type's
+        arrays live in neither ``__dict__`` nor slots).  The reduction is kept and the
+        pickler uses it: another call could build new arrays, which the names would miss."""
+        try:
+            rv = obj.__reduce_ex__(5)
+        except Exception:
+            return  # no saved form: pickling reports it, with the path
+        if not (isinstance(rv, tuple) and any(x is not None for x in rv[3:5])):
+            # Kept unless it holds item iterators, which pickling can consume only once.
+            self._reduced[id(obj)] = (obj, rv)
+        for key, value in _reduced_parts(rv):
+            self._visit(value, self._child(path, key), depth)
+
+    def reduced(self, obj: Any) -> Any:
+        """The reduction the walk made of ``obj`` (None if it made none)."""
+        found = self._reduced.get(id(obj))
+        return found[1] if found is not None and found[0] is obj else None
+
     def plain_view(self, arr: np.ndarray) -> np.ndarray:
         """One plain ndarray view per subclass instance, so walk and pickler agree on it."""
         view = self._plain_views.get(id(arr))
@@ -213,7 +240,8 @@ class LeafCollector:
         them), and the walk stops where the pickler stores a reference instead of a
         value, so it never wanders into a library's global state.
         """
-        if _by_reference(obj):
+        self._paths.setdefault(id(obj), path)
+        if by_reference(obj):
             return
         if isinstance(obj, dict):
             for k, v in tuple(obj.items()):
@@ -240,10 +268,19 @@ class LeafCollector:
                         child = self._child(child, key)
                     self._visit(value, child, depth)
             state = getattr(obj, "__dict__", None)
+            slots = _slots_of(type(obj))
+            if (
+                namer is None
+                and not isinstance(obj, _CORE_PICKLED)
+                and (_saves_its_own_way(type(obj)) or not (state or slots))
+            ):
+                # What pickling saves first (an extension type's arrays live in neither
+                # __dict__ nor slots), then what __dict__ holds besides.
+                self._visit_reduced(obj, path, depth)
             if isinstance(state, dict) and not isinstance(obj, type):
                 for k, v in tuple(state.items()):
                     self._visit(v, self._child(path, k), depth)
-            for slot in _slots_of(type(obj)):
+            for slot in slots:
                 try:
                     value = object.__getattribute__(obj, slot)
                 except AttributeError:
@@ -251,29 +288,43 @@ class LeafCollector:
                 self._visit(value, self._child(path, slot), depth)
 
 
-_REFERENCE_TYPES = (
-    types.ModuleType,
-    type,
-    types.BuiltinFunctionType,
-    types.MethodDescriptorType,
-    types.WrapperDescriptorType,
-)
+def _saves_its_own_way(tp: type) -> bool:
+    """Whether pickling saves something else than an instance's ``__dict__`` and slots."""
+    known = _OWN_WAY.get(tp)
+    if known is None:
+        known = _OWN_WAY[tp] = (
+            getattr(tp, "__reduce_ex__", None) is not object.__reduce_ex__
+            or getattr(tp, "__reduce__", None) is not object.__reduce__
+            or getattr(tp, "__getstate__", None) is not _DEFAULT_GETSTATE
+        )
+    return known
 
 
-def _by_reference(obj: Any) -> bool:
-    """Whether the pickler stores ``obj`` by name: a module, a class, a builtin, or a
-    function importable under its qualified name (what it reaches is not the object's)."""
-    if isinstance(obj, _REFERENCE_TYPES):
-        return True
-    if not isinstance(obj, types.FunctionType):
-        return False
-    module = sys.modules.get(getattr(obj, "__module__", None) or "")
-    if module is None or "<" in obj.__qualname__:
-        return False
-    found: Any = module
-    for part in obj.__qualname__.split("."):
-        found = getattr(found, part, None)
-    return found is obj
+_OWN_WAY: dict[type, bool] = {}
+#: What the skeleton pickler writes its own way (codecs_ser._skeleton), never reduced here.
+_CORE_PICKLED = (np.ndarray, np.generic, np.dtype)
+
+_DEFAULT_GETSTATE = getattr(object, "__getstate__", None)
+
+
+def _reduced_parts(rv: Any) -> list[tuple[Any, Any]]:
+    """(key, value) pairs of what pickling saves of an object, from its ``__reduce_ex__``
+    value: its arguments by index, its state by key."""
+    if not isinstance(rv, tuple):
+        return []  # a name: pickled by reference, nothing inside is saved
+    parts: list[tuple[Any, Any]] = []
+    args = rv[1] if len(rv) > 1 else ()
+    if isinstance(args, tuple):
+        parts.extend(enumerate(args))
+    state = rv[2] if len(rv) > 2 else None
+    if isinstance(state, tuple) and len(state) == 2 and isinstance(state[1], dict):
+        state, slot_state = state  # (__dict__, slots) as copyreg writes it
+        parts.extend(tuple(slot_state.items()))
+    if isinstance(state, dict):
+        parts.extend(tuple(state.items()))
+    elif isinstance(state, (tuple, list)):
+        parts.extend(enumerate(state))
+    return parts
 
 
 def _pure_key(key: tuple[Any, ...], nesting: int) -> bool:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = [
+    "CodeByValueError",
+    "CodeByValueWarning",
     "CodecsSerError",
     "ConcurrentWriteError",
     "ContainerReplacedError",
@@ -23,6 +25,7 @@ __all__ = [
     "TargetExistsError",
     "UnknownBackendError",
     "UnknownCodecError",
+    "UnpicklableError",
     "UntrustedError",
     "UsageError",
 ]
@@ -222,6 +225,60 @@ class ConcurrentWriteError(CodecsSerError, RuntimeError):
             f"{self.path!r} was replaced by another process during add(); this add was "
             "abandoned so that the other write is not lost. Add again (and serialize writers "
             "of one container)."
+        )
+
+
+class UnpicklableError(CodecsSerError, TypeError):
+    """Part of the object has no saved form (a lock, an open file, a generator)."""
+
+    def __init__(self, type_name: str, *, path: str | None, reason: str) -> None:
+        super().__init__(type_name, path, reason)
+        self.type_name = type_name
+        self.path = path
+        self.reason = reason
+
+    def __str__(self) -> str:
+        where = f"at {self.path!r}" if self.path else "inside the object's pickled state"
+        return (
+            f"cannot save the {self.type_name} {where}: {self.reason}. It holds something "
+            "that has no saved form (a lock, an open file, a generator, a connection): "
+            "leave it out of what you save (for example with __getstate__), or register a "
+            "codec for its type"
+        )
+
+
+def _code_listing(code: Sequence[tuple[str, str | None]]) -> str:
+    return ", ".join(f"{name} (at {path!r})" if path else name for name, path in code)
+
+
+class CodeByValueWarning(UserWarning):
+    """The object holds functions or classes that are saved as code, not by name."""
+
+    def __init__(self, code: Sequence[tuple[str, str | None]]) -> None:
+        super().__init__(code)
+        self.code = list(code)
+
+    def __str__(self) -> str:
+        return (
+            f"saving code by value: {_code_listing(self.code)}. They are defined in "
+            "__main__, inside a function, or as lambdas, so they cannot be imported by "
+            "name: the file holds their code, loading it needs trusted=True and the same "
+            "Python version. Define them in a module to save them by name, or pass "
+            "code_by_value='allow' to save code without this warning ('refuse' to refuse)"
+        )
+
+
+class CodeByValueError(CodecsSerError, TypeError):
+    """``code_by_value='refuse'`` and the object holds functions or classes saved as code."""
+
+    def __init__(self, code: Sequence[tuple[str, str | None]]) -> None:
+        super().__init__(code)
+        self.code = list(code)
+
+    def __str__(self) -> str:
+        return (
+            f"the object holds code that would be saved by value: {_code_listing(self.code)}"
+            " (code_by_value='refuse'); define them in an importable module"
         )
 
 

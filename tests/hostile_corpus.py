@@ -4112,6 +4112,11 @@ def _malformed_pickles() -> list[tuple[str, bytes]]:
             b"\x80\x04cbuiltins\nstr\n(C\x02os\x8c\x05asciitR\x8c\x06system\x93(\x8c\x05touchtR.",
         ),
         ("stack-global-of-non-strings", pk(p_int(1) + p_int(2) + b"\x93")),
+        ("a-global-hidden-after-stop", pk(b"N") + p_global("os", "system") + b"."),
+        (
+            "a-global-hidden-after-stop-in-its-frame",
+            b"\x80\x04\x95" + struct.pack("<Q", 15) + b"N." + p_global("os", "system") + b"..",
+        ),
     ]
 
 

@@ -231,7 +231,7 @@ def test_anything_else_is_pickled(name: str) -> None:
 
 
 def test_lambdas_and_closures_are_pickled_by_value() -> None:
-    data = codecs_ser.dumps({"f": lambda x: x * 2, "g": _make_closure()})
+    data = codecs_ser.dumps({"f": lambda x: x * 2, "g": _make_closure()}, code_by_value="allow")
     with codecs_ser.open(data) as c:
         assert c.skeleton_format() == "pickle"
     back = codecs_ser.loads(data, trusted=True)
@@ -518,3 +518,18 @@ def test_strings_with_lone_surrogates_roundtrip() -> None:
     back = codecs_ser.loads(codecs_ser.dumps(obj))
     assert back["files"] == [name, "ok"]
     assert_same_tree(np.arange(2), back[name])
+
+
+def test_containers_with_item_iterators_keep_their_items() -> None:
+    """deque and OrderedDict pickle their items through iterators, which can be consumed
+    once: the set forces a second, ordered pickling of the same object."""
+    import collections
+
+    obj = {
+        "d": collections.deque([1, 2, np.arange(3)], maxlen=5),
+        "o": collections.OrderedDict(a=np.ones(2), b=2),
+        "s": {"x", "y", "z"},
+    }
+    back = codecs_ser.loads(codecs_ser.dumps(obj))
+    assert list(back["d"])[:2] == [1, 2] and back["d"][2].tolist() == [0, 1, 2]
+    assert list(back["o"]) == ["a", "b"] and back["s"] == {"x", "y", "z"}

@@ -125,9 +125,14 @@ class ForeignContainer(Container):
         self._check_name(name)
         return {n: self._file.read(n, mmap=mmap, verify=verify) for n in self._file.arrays_info}
 
-    def audit(self, name: str | None = None) -> list[str]:
+    def audit(self, name: str | None = None, *, explain: bool = False) -> Any:
         self._check_name(name)
-        return sorted(set(self._file.globals()))
+        found = sorted(set(self._file.globals()))
+        if explain:
+            from .._safe_pickle import verdicts
+
+            return verdicts(found)
+        return found
 
     def verify(self) -> list[tuple[str, str]]:
         problems = []
