@@ -202,6 +202,11 @@ class Container:
         """The user metadata given to ``dump``."""
         return self._manifest.metadata
 
+    def object_metadata(self, name: str | None = None) -> dict[str, Any]:
+        """The metadata given to ``add`` for the named object (the first one by default);
+        ``metadata`` is the container's own, given to ``dump``."""
+        return self._manifest.objects[self._object_index(name)].metadata
+
     @property
     def format_version(self) -> int:
         return self._manifest.format_version
