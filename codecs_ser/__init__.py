@@ -15,6 +15,7 @@ from . import errors
 from ._api import (
     Container,
     add,
+    add_objects,
     audit,
     dump,
     dumps,
@@ -53,6 +54,7 @@ __all__ = [
     "UntrustedError",
     "__version__",
     "add",
+    "add_objects",
     "audit",
     "default_registry",
     "dump",

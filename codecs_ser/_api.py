@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import errno
 import io
 import os
 import stat
@@ -28,6 +29,7 @@ from .registry import Registry, default_registry
 __all__ = [
     "Container",
     "add",
+    "add_objects",
     "audit",
     "dump",
     "dumps",
@@ -64,9 +66,11 @@ def dump(
     backend: str | None = None,
     name: str | None = None,
     metadata: dict[str, Any] | None = None,
+    objects: Mapping[str, Any] | None = None,
     checksum: str = _checksum.DEFAULT,
     durable: bool = True,
     code_by_value: str = "warn",
+    progress: bool = False,
     registry: Registry | None = None,
 ) -> None:
     """Save ``obj`` to a path or a binary file object.
@@ -79,6 +83,9 @@ def dump(
     that cannot be imported by name (lambdas, ``__main__``) are saved as code, with a
     :class:`~codecs_ser.errors.CodeByValueWarning`; ``code_by_value="allow"`` saves
     them silently, ``"refuse"`` raises :class:`~codecs_ser.errors.CodeByValueError`.
+    ``objects`` stores more named objects beside ``obj`` in the same write
+    (``{"optimizer": opt}``; load one with ``load(path, name="optimizer")``).
+    ``progress=True`` shows progress on stderr.
     """
     registry = registry or default_registry
     if not (_is_path(target) or hasattr(target, "write")):
@@ -93,14 +100,23 @@ def dump(
         raise UsageError(str(e)) from None
     check_metadata(metadata)
     check_code_policy(code_by_value)
+    extra = _named_objects(objects, name or DEFAULT_NAME)
     _clock.source_date_epoch()  # a bad SOURCE_DATE_EPOCH fails before anything is written
     backend_id = _pick_backend(target, backend, registry)
+    _check_folder(target)
     writer = registry.get_backend(backend_id).create(target, durable=durable)
+    bar = _progress(progress, target, "dump")
     try:
-        w = Writer(writer, registry, checksum=checksum, code_by_value=code_by_value)
+        w = Writer(writer, registry, checksum=checksum, code_by_value=code_by_value, progress=bar)
         w.write_object(obj, name or DEFAULT_NAME, None)
+        for extra_name, extra_obj in extra:
+            w.write_object(extra_obj, extra_name, None)
         w.commit(metadata)
+        if bar is not None:
+            bar.close()
     except BaseException as e:
+        if bar is not None:
+            bar.close()
         writer.abort()
         if isinstance(e, OSError) and _is_path(target):
             e.add_note(
@@ -108,6 +124,43 @@ def dump(
                 "before is unchanged"
             )
         raise
+
+
+def _named_objects(objects: Any, first: str) -> list[tuple[str, Any]]:
+    """``dump``'s further objects, checked before anything is written."""
+    if objects is None:
+        return []
+    if not isinstance(objects, Mapping):
+        raise UsageError("objects must be a dict of object names to objects")
+    names = [first]
+    for key in objects:
+        if not isinstance(key, str) or not key:
+            raise UsageError("objects must be a dict with non-empty str names as keys")
+        check_new_object_name(key, names)
+        names.append(key)
+    return list(objects.items())
+
+
+def _check_folder(target: Any) -> None:
+    """A dump into a folder that does not exist names the target, not a temporary file
+    beside it."""
+    if _is_path(target):
+        folder = os.path.dirname(os.path.abspath(os.fspath(target)))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(
+                errno.ENOENT,
+                f"no such folder: {folder!r}",
+                os.fspath(target),
+            )
+
+
+def _progress(progress: bool, source: Any, verb: str) -> Any:
+    if not progress:
+        return None
+    from ._progress import Progress
+
+    label = os.path.basename(os.fspath(source)) if _is_path(source) else "stream"
+    return Progress(f"{verb} {label}")
 
 
 def dumps(obj: Any, **kwargs: Any) -> bytes:
@@ -188,6 +241,7 @@ class Container:
 
     def __init__(self, source: Source | bytes, *, registry: Registry | None = None) -> None:
         self._registry = registry or default_registry
+        self._source = source
         self._reader, self.backend = _open_backend(source, self._registry)
         try:
             name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
@@ -212,6 +266,11 @@ class Container:
     def metadata(self) -> dict[str, Any]:
         """The user metadata given to ``dump``."""
         return self._manifest.metadata
+
+    def object_metadata(self, name: str | None = None) -> dict[str, Any]:
+        """The metadata given to ``add`` for the named object (the first one by default);
+        ``metadata`` is the container's own, given to ``dump``."""
+        return self._manifest.objects[self._object_index(name)].metadata
 
     @property
     def format_version(self) -> int:
@@ -261,14 +320,28 @@ class Container:
         mmap: bool = False,
         verify: bool | None = None,
         map_location: Any = None,
+        progress: bool = False,
     ) -> Any:
         """The named object (the first one by default); see :func:`codecs_ser.load`."""
         from ._safe_pickle import normalize_trusted
+        from .placement import check_map_location
 
         normalize_trusted(trusted)  # a bad argument fails the same for every skeleton
+        check_map_location(map_location)
         index = self._object_index(name)
-        reader = self._reader_for(mmap=mmap, verify=verify, map_location=map_location)
-        return reader.load_object(index, trusted=trusted)
+        bar = _progress(progress, self._source, "load")
+        reader = self._reader_for(mmap=mmap, verify=verify, map_location=map_location, progress=bar)
+        if bar is None:
+            return reader.load_object(index, trusted=trusted)
+        m = self._manifest
+        try:
+            for i in range(len(m.names)):
+                entry = m.entry(i)
+                if entry.object == index:
+                    bar.add_total(entry.nbytes)
+            return reader.load_object(index, trusted=trusted)
+        finally:
+            bar.close()
 
     def arrays(
         self, name: str | None = None, *, mmap: bool = False, verify: bool | None = None
@@ -443,6 +516,7 @@ def load(
     mmap: bool = False,
     verify: bool | None = None,
     map_location: Any = None,
+    progress: bool = False,
     registry: Registry | None = None,
 ) -> Any:
     """Load an object saved by :func:`dump` (the first object, or the one called ``name``).
@@ -454,12 +528,24 @@ def load(
     zero-copy views of uncompressed blobs.  Checksums are verified as blobs are
     read (``verify=False`` skips that; with ``mmap`` they are skipped unless
     ``verify=True``, since verifying reads every page).
+
+    ``map_location`` places leaves as ``torch.load`` does (a device string, a dict
+    of saved to new devices, a callable; see :mod:`codecs_ser.placement`).  It
+    concerns codecs of devices, such as the torch plugin's: numpy arrays live in
+    host memory and load as numpy arrays whatever it says, so for a numpy-only
+    container it changes nothing (a malformed one is still refused).
+    ``progress=True`` shows progress on stderr (a tqdm bar where tqdm is installed).
     """
 
     def once() -> Any:
         with Container(source, registry=registry) as c:
             return c.load(
-                name, trusted=trusted, mmap=mmap, verify=verify, map_location=map_location
+                name,
+                trusted=trusted,
+                mmap=mmap,
+                verify=verify,
+                map_location=map_location,
+                progress=progress,
             )
 
     return _reopening(source, once)
@@ -529,65 +615,73 @@ def add(
     *,
     name: str,
     metadata: dict[str, Any] | None = None,
+    replace: bool = False,
     checksum: str | None = None,
     durable: bool = True,
     code_by_value: str = "warn",
     registry: Registry | None = None,
 ) -> None:
-    """Append ``obj`` as a new named object to the container at ``path``.
+    """Add ``obj`` as a named object to the container at ``path``.
 
     ``name`` must differ from the names of the objects already there, compared
-    ignoring case.  Arrays whose bytes the container already holds (under the
-    same checksum) are not stored again.  ``checksum`` names the new blobs'
-    checksum; by default, the container's.  A failure midway leaves the container
-    exactly as it was.
+    ignoring case, unless ``replace=True``: then an object of that name is replaced
+    (it keeps its place, so replacing the first object changes what ``load`` returns
+    by default) and the blobs only it used are dropped; that writes the container
+    again.  ``metadata`` is the object's own (``Container.object_metadata``).
+    Appended arrays whose bytes the container already holds (under the same
+    checksum) are not stored again.  ``checksum`` names the new blobs' checksum; by
+    default, the container's.  A failure midway leaves the container exactly as it
+    was; another process that changed it meanwhile makes this raise
+    :class:`~codecs_ser.errors.ConcurrentWriteError`.
     """
-    registry = registry or default_registry
-    if not _is_path(path):
-        raise UsageError("add() needs a path to an existing container")
     if not isinstance(name, str) or not name:
         raise UsageError("add() needs a non-empty name for the new object")
-    if checksum is not None:
-        try:
-            _checksum.check_algorithm(checksum)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-    check_metadata(metadata)
-    _clock.source_date_epoch()  # a bad SOURCE_DATE_EPOCH fails before anything is written
-    reader, backend_id = _open_backend(path, registry)
-    try:
-        manifest = parse_manifest(reader.read_manifest(), os.fspath(path))
-        check_new_object_name(name, [o.name for o in manifest.objects])
-        check_code_policy(code_by_value)
-        algorithm = checksum or (
-            manifest.checksum if manifest.checksum in _checksum.ALGORITHMS else _checksum.DEFAULT
-        )
-        try:
-            writer = registry.get_backend(backend_id).append(os.fspath(path), durable=durable)
-        except OSError as e:
-            e.add_note(
-                f"codecs_ser: the add to {os.fspath(path)!r} was abandoned; the container "
-                "is unchanged"
-            )
-            raise
-        try:
-            w = Writer(
-                writer,
-                registry,
-                checksum=algorithm,
-                existing=manifest,
-                existing_reader=reader,
-                code_by_value=code_by_value,
-            )
-            w.write_object(obj, name, metadata)
-            w.commit()
-        except BaseException as e:
-            writer.abort()
-            if isinstance(e, OSError):
-                e.add_note(
-                    f"codecs_ser: the add to {os.fspath(path)!r} was abandoned; the container "
-                    "is unchanged"
-                )
-            raise
-    finally:
-        reader.close()
+    add_objects(
+        path,
+        {name: obj},
+        metadata={name: metadata} if metadata is not None else None,
+        replace=replace,
+        checksum=checksum,
+        durable=durable,
+        code_by_value=code_by_value,
+        registry=registry,
+    )
+
+
+def add_objects(
+    path: str | os.PathLike[str],
+    objects: Mapping[str, Any],
+    *,
+    metadata: Mapping[str, dict[str, Any]] | None = None,
+    replace: bool = False,
+    checksum: str | None = None,
+    durable: bool = True,
+    code_by_value: str = "warn",
+    registry: Registry | None = None,
+) -> None:
+    """Add several named objects (``{"optimizer": opt, "log": log}``) in one write.
+
+    As :func:`add` for each, all or none: ``metadata`` maps object names to their
+    metadata.
+    """
+    from ._add import add_objects as write
+
+    check_code_policy(code_by_value)
+    if not _is_path(path):
+        raise UsageError("add() needs a path to an existing container")
+    if not isinstance(objects, Mapping):
+        raise UsageError("add_objects() takes a dict of object names to objects")
+    if metadata is not None and (
+        not isinstance(metadata, Mapping) or not set(metadata) <= set(objects)
+    ):
+        raise UsageError("metadata must map names of the objects being added to dicts")
+    write(
+        os.fspath(path),
+        [(name, obj, (metadata or {}).get(name)) for name, obj in objects.items()],
+        replace=replace,
+        checksum=checksum,
+        durable=durable,
+        code_by_value=code_by_value,
+        registry=registry or default_registry,
+        open_backend=_open_backend,
+    )

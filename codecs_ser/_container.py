@@ -183,8 +183,10 @@ class Writer:
         existing: Manifest | None = None,
         existing_reader: ContainerReader | None = None,
         code_by_value: str = "warn",
+        progress: Any = None,
     ) -> None:
         self._bw = backend_writer
+        self._progress = progress  # a _progress.Progress, or None
         self._registry = registry
         self._algorithm = _checksum.check_algorithm(checksum)
         self._descr_cache: dict[np.dtype, Any] = {}
@@ -221,7 +223,8 @@ class Writer:
         self._names = list(m.names)
         self._entries = list(m.raw_entries)
         self._dists = dict(m.dists)
-        self._dedupe = {}
+        # Bytes are reused only where they can be compared with the stored ones.
+        self._dedupe = {} if self._existing_reader is not None else None
         for i in range(len(m.names)):
             entry = m.entry(i)
             self._used.add(clash_key(entry.name))
@@ -230,19 +233,32 @@ class Writer:
                     self._shared_buffers = True
                     self._next_buffer = max(self._next_buffer, blob.buffer.id + 1)
                 self._used.add(clash_key(blob.member[: -len(".npy")]))
-                self._dedupe[(blob.size, blob.checksum)] = (blob.member, blob.offset)
+                if self._dedupe is not None:
+                    self._dedupe[(blob.size, blob.checksum)] = (blob.member, blob.offset)
 
     # -- objects ---------------------------------------------------------------
 
-    def write_object(self, obj: Any, name: str, metadata: dict[str, Any] | None = None) -> None:
-        check_new_object_name(name, [o["name"] for o in self._objects])
-        index = len(self._objects)
+    def write_object(
+        self,
+        obj: Any,
+        name: str,
+        metadata: dict[str, Any] | None = None,
+        *,
+        slot: int | None = None,
+    ) -> None:
+        """Write one named object after the others, or in place of the object record at
+        ``slot`` (a replaced object, whose entries are already gone)."""
+        others = [o["name"] for i, o in enumerate(self._objects) if i != slot]
+        check_new_object_name(name, others)
+        index = len(self._objects) if slot is None else slot
         # Entries of this object whose names other entries hold get "~n" as any leaf does.
         prefix = "" if index == 0 else escape_component(name) + "/"
         collector = LeafCollector(
             self._registry, prefix=prefix, used_names=self._used, first_index=len(self._names)
         )
         pure = collector.walk(obj)
+        if self._progress is not None:
+            self._progress.add_total(sum(_leaf_nbytes(leaf.obj) for leaf in collector.leaves))
         if pure:
             skeleton = pack_msgpack(obj, collector.ref)
             fmt, globals_ = "msgpack", []
@@ -276,23 +292,25 @@ class Writer:
         offset = self._bw.write_member(
             member, len(skeleton), _hashed([memoryview(skeleton)], hasher)
         )
-        self._objects.append(
-            {
-                "name": name,
-                "prefix": prefix,
-                "skeleton": {
-                    "format": fmt,
-                    "member": member,
-                    "offset": offset,
-                    "size": len(skeleton),
-                    "checksum": f"{self._algorithm}:{hasher.hexdigest()}",
-                },
-                "globals": globals_,
-                "metadata": _check_metadata(metadata),
-                # Functions and classes stored as code (revision 1.1), only when there are.
-                **({"code": [{"name": n, "path": p} for n, p in code]} if code else {}),
-            }
-        )
+        record: dict[str, Any] = {
+            "name": name,
+            "prefix": prefix,
+            "skeleton": {
+                "format": fmt,
+                "member": member,
+                "offset": offset,
+                "size": len(skeleton),
+                "checksum": f"{self._algorithm}:{hasher.hexdigest()}",
+            },
+            "globals": globals_,
+            "metadata": _check_metadata(metadata),
+        }
+        if code:  # functions and classes stored as code (revision 1.1), only when there are
+            record["code"] = [{"name": n, "path": p} for n, p in code]
+        if slot is None:
+            self._objects.append(record)
+        else:
+            self._objects[slot] = record
 
     def _check_code(self, code: Sequence[tuple[str, str | None]]) -> None:
         """Warn of, or refuse, functions and classes that the pickle stores as code."""
@@ -468,6 +486,8 @@ class Writer:
             )
             checksum = self._algorithm + ":" + hasher.hexdigest()
         name = None if primary and member == stem + ".npy" else stem
+        if self._progress is not None:
+            self._progress.advance(arr.nbytes)
         return [role, member, offset, size, descr, list(arr.shape), fortran, checksum, name]
 
     def _same_bytes(
@@ -561,6 +581,12 @@ def _prepend(first: memoryview, rest: Iterable[memoryview]) -> Iterator[memoryvi
     yield from rest
 
 
+def _leaf_nbytes(obj: Any) -> int:
+    """The array bytes a leaf will take, as far as it tells (for progress only)."""
+    n = getattr(obj, "nbytes", 0)
+    return n if type(n) is int else 0
+
+
 def _type_name(obj: Any) -> str:
     tp = type(obj)
     return f"{tp.__module__}.{tp.__qualname__}"
@@ -597,8 +623,10 @@ class Reader:
         mmap: bool = False,
         verify: bool | None = None,
         map_location: Any = None,
+        progress: Any = None,
     ) -> None:
         self.m = manifest
+        self.progress = progress  # a _progress.Progress, or None
         self._br = backend_reader
         self._registry = registry
         self._mmap = mmap
@@ -638,6 +666,12 @@ class Reader:
 
     def read_array(self, blob: BlobInfo, *, entry: str) -> np.ndarray:
         """One .npy blob as an array: checked against the manifest and its checksum."""
+        arr = self._read_array(blob)
+        if self.progress is not None:
+            self.progress.advance(blob.nbytes)
+        return arr
+
+    def _read_array(self, blob: BlobInfo) -> np.ndarray:
         ref = MemberRef(blob.member, blob.offset, blob.size)
         expected = build_header(blob.descr, blob.fortran_order, blob.shape)
         if self._mmap:

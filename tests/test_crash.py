@@ -62,6 +62,12 @@ State = tuple[tuple[str, str], ...]
 STATES: dict[str, dict[str, State]] = {
     "dump": {"old": (("main", OLD),), "new": (("main", NEW),)},
     "add": {"old": (("main", OLD),), "new": (("main", OLD), (ADDED, NEW))},
+    # add(replace=True) of an object with one after it: the whole container is written
+    # again, the later object's entries renumbered.
+    "replace": {
+        "old": (("main", OLD), (ADDED, "mid"), ("tail", "tail")),
+        "new": (("main", OLD), (ADDED, NEW), ("tail", "tail")),
+    },
 }
 
 pytestmark = pytest.mark.skipif(
@@ -114,7 +120,7 @@ def write(op: str, path: Path | str, backend: str, tag: str, name: str = ADDED) 
     if op == "dump":
         codecs_ser.dump(make_object(tag), path, backend=backend, durable=True)
     else:
-        codecs_ser.add(path, make_object(tag), name=name, durable=True)
+        codecs_ser.add(path, make_object(tag), name=name, durable=True, replace=op == "replace")
 
 
 def build(path: Path, backend: str, state: State) -> None:
@@ -849,7 +855,7 @@ def server() -> Iterator[ForkServer]:
     s.close()
 
 
-@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("op", (*OPS, "replace"))
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_killed_writer_leaves_old_or_new(
     server: ForkServer, tmp_path: Path, backend: str, op: str

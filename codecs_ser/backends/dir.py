@@ -84,9 +84,18 @@ class DirWriter:
     """Writes member files under a folder; ``commit`` writes the manifest and publishes."""
 
     def __init__(
-        self, root: str, *, final: str | None, durable: bool, lock_fd: int | None = None
+        self,
+        root: str,
+        *,
+        final: str | None,
+        durable: bool,
+        lock_fd: int | None = None,
+        expect: Any = None,
     ) -> None:
+        """``expect``: the identity the manifest at ``final`` must still have when the new
+        folder is swapped in (a rewrite of an existing container)."""
         self._root = root
+        self._expect_final = expect
         self._final = final  # None: writing in place (add)
         self._durable = durable
         self._written: list[str] = []
@@ -164,6 +173,10 @@ class DirWriter:
             fsync_dir(self._root)
         final = self._final
         assert final is not None
+        if self._expect_final is not None and (
+            identity(os.path.join(final, MANIFEST)) != self._expect_final
+        ):
+            raise ConcurrentWriteError(final)
         if os.path.lexists(final):
             _check_replaceable(final)
             if _exchange(self._root, final):
@@ -399,6 +412,15 @@ class DirBackend:
 
     def open(self, source: Any) -> DirReader:
         return DirReader(source)
+
+    def rewrite(self, path: str, *, durable: bool) -> DirWriter:
+        """A writer of a whole new folder swapped in for the container at ``path`` on
+        commit, unless another writer replaced it meanwhile (``ConcurrentWriteError``)."""
+        final = os.path.abspath(os.fspath(path))
+        _check_replaceable(final)
+        expect = identity(os.path.join(final, MANIFEST))
+        root, lock_fd = _tempfiles.create_folder(final)
+        return DirWriter(root, final=final, durable=durable, lock_fd=lock_fd, expect=expect)
 
     def append(self, path: str, *, durable: bool) -> DirWriter:
         root = os.fspath(path)

@@ -360,6 +360,12 @@ class TarBackend:
     def open(self, source: Any) -> TarReader:
         return TarReader(source)
 
+    def rewrite(self, path: str, *, durable: bool) -> TarWriter:
+        """A writer of a whole new container that replaces the one at ``path`` on commit,
+        unless another writer replaced it meanwhile (``ConcurrentWriteError``)."""
+        atomic = AtomicFile(path, durable=durable, expect=identity(path))
+        return TarWriter(atomic.file, atomic=atomic)
+
     def append(self, path: str, *, durable: bool) -> TarWriter:
         expect = identity(path)
         reader = TarReader(path)

@@ -494,6 +494,12 @@ class ZipBackend:
     def open(self, source: Any) -> ZipReader:
         return ZipReader(source)
 
+    def rewrite(self, path: str, *, durable: bool) -> ZipWriter:
+        """A writer of a whole new container that replaces the one at ``path`` on commit,
+        unless another writer replaced it meanwhile (``ConcurrentWriteError``)."""
+        atomic = AtomicFile(path, durable=durable, expect=identity(path))
+        return ZipWriter(atomic.file, atomic=atomic)
+
     def append(self, path: str, *, durable: bool) -> ZipWriter:
         expect = identity(path)
         reader = ZipReader(path)

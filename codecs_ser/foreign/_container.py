@@ -96,6 +96,14 @@ class ForeignContainer(Container):
         self._check_name(name)
         return "foreign"
 
+    def object_metadata(self, name: str | None = None) -> dict[str, Any]:
+        self._check_name(name)
+        return {}
+
+    def code(self, name: str | None = None) -> list[dict[str, Any]]:
+        self._check_name(name)
+        return []  # foreign pickles are parsed, never run: no code is kept
+
     def _check_name(self, name: str | None) -> None:
         if name not in (None, MAIN):
             raise UsageError(f"a {self.description} holds one object, {MAIN!r}, not {name!r}")
@@ -115,6 +123,7 @@ class ForeignContainer(Container):
         mmap: bool = False,
         verify: bool | None = None,
         map_location: Any = None,
+        progress: bool = False,
     ) -> Any:
         self._check_name(name)
         return self._file.structure(mmap=mmap, verify=verify)

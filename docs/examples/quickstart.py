@@ -1,19 +1,23 @@
 """A real dump, inspect and load: what the README's first command runs.
 
-It saves a small model's state with codecs_ser, inspects the file without
-loading it, loads it back (fully, then as zero-copy mmap views), appends an
-optimizer state, and checks every checksum.
+Usage: python docs/examples/quickstart.py [CONTAINER]
+
+It saves a small model's state with codecs_ser to CONTAINER (quickstart.tar in
+the current folder by default), inspects the file without loading it, loads it
+back (fully, then as zero-copy mmap views), adds an optimizer state, replaces it,
+and checks every checksum.  The file stays, for ``codecs-ser inspect`` and
+``codecs-ser audit``.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
+import subprocess
+import sys
 
 import numpy as np
 
 import codecs_ser
-from codecs_ser._cli import main as cli
 
 
 def make_state(rng: np.random.Generator) -> dict:
@@ -32,34 +36,42 @@ def make_state(rng: np.random.Generator) -> dict:
     }
 
 
-def main() -> None:
+def main(path: str) -> None:
     rng = np.random.default_rng(0)
     state = make_state(rng)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "run.tar")
-        codecs_ser.dump(state, path, metadata={"epoch": 3})
-        print(f"dumped {os.path.getsize(path):,} bytes to run.tar\n")
+    codecs_ser.dump(state, path, metadata={"epoch": 3})
+    print(f"dumped {os.path.getsize(path):,} bytes to {path}\n")
 
-        cli(["inspect", path])  # reads the manifest only
+    # The command line reads the manifest only (python -m codecs_ser is codecs-ser).
+    subprocess.run([sys.executable, "-m", "codecs_ser", "inspect", "--tree", path], check=True)
 
-        back = codecs_ser.load(path)
-        assert np.array_equal(
-            back["model"]["layers"][2]["weight"], state["model"]["layers"][2]["weight"]
+    back = codecs_ser.load(path)
+    assert np.array_equal(
+        back["model"]["layers"][2]["weight"], state["model"]["layers"][2]["weight"]
+    )
+    assert back["step"] == 1200 and back["name"] == "quickstart"
+    views = codecs_ser.load(path, mmap=True)
+    assert not views["model"]["embed"].flags.writeable  # zero-copy, read-only
+    with codecs_ser.open(path) as c:
+        one = c.read("model/layers/0/weight")  # reads that blob and nothing else
+    print(f"\nloaded back; one entry alone: {one.dtype} {one.shape}")
+
+    adam = {"exp_avg": [np.zeros_like(layer["weight"]) for layer in state["model"]["layers"]]}
+    codecs_ser.add(path, adam, name="optimizer", metadata={"step": 1200})
+    adam["exp_avg"][0] += 1  # a later step: replace the stored optimizer state
+    codecs_ser.add(path, adam, name="optimizer", metadata={"step": 1300}, replace=True)
+    with codecs_ser.open(path) as c:
+        print(
+            f"objects now: {c.objects}; the optimizer's metadata: {c.object_metadata('optimizer')}"
         )
-        assert back["step"] == 1200 and back["name"] == "quickstart"
-        views = codecs_ser.load(path, mmap=True)
-        assert not views["model"]["embed"].flags.writeable  # zero-copy, read-only
-        with codecs_ser.open(path) as c:
-            one = c.read("model/layers/0/weight")  # reads that blob and nothing else
-        print(f"\nloaded back; one entry alone: {one.dtype} {one.shape}")
-
-        adam = {"exp_avg": [np.zeros_like(layer["weight"]) for layer in state["model"]["layers"]]}
-        codecs_ser.add(path, adam, name="optimizer")
-        with codecs_ser.open(path) as c:
-            print(f"objects now: {c.objects}, globals loading would import: {c.audit()}")
-        assert codecs_ser.verify(path) == []
-        print("every checksum matches")
+        print(f"globals loading would import: {c.audit()}")
+    assert codecs_ser.verify(path) == []
+    print("every checksum matches")
+    print(f"\n{path} stays: try  codecs-ser inspect {path}  and  codecs-ser audit {path}")
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 2 or sys.argv[1:] in (["-h"], ["--help"]):
+        print(__doc__.split("\n\n")[1])
+        sys.exit(0 if len(sys.argv) == 2 else 2)
+    main(sys.argv[1] if len(sys.argv) == 2 else "quickstart.tar")

@@ -52,5 +52,8 @@ def read_arrays(path: str) -> dict[str, np.ndarray]:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) != 2 or sys.argv[1] in ("-h", "--help"):
+        print(__doc__.split("\n\n")[1])
+        sys.exit(0 if sys.argv[1:] in (["-h"], ["--help"]) else 2)
     for key, value in read_arrays(sys.argv[1]).items():
         print(f"{key}: {value.dtype} {value.shape}")
