@@ -299,6 +299,7 @@ def _audit(args: argparse.Namespace) -> int:
                         "name": name,
                         "skeleton": c.skeleton_format(name),
                         "code_by_value": _code_by_value(c, name, list(verdicts)),
+                        "code": [{"name": x["name"], "path": x["path"]} for x in c.code(name)],
                         "globals": [
                             {
                                 "name": g,
@@ -335,6 +336,9 @@ def _audit_text(path: str, objects: list[dict[str, Any]], needs_trust: list[str]
                 mark = f"DANGEROUS: {g['danger']}"
                 dangerous.add(g["name"])
             _say(f"  {g['name'].ljust(width)}  {mark}")
+        for x in o["code"]:
+            where = f" at {_text(x['path'])}" if x["path"] else ""
+            _say(f"  code by value: {_text(x['name'])}{where}")
     harmless = [g for g in needs_trust if g not in dangerous]
     if dangerous:
         _say(

@@ -51,7 +51,7 @@ def pickled(tmp_path: Path) -> str:
 @pytest.fixture
 def by_value(tmp_path: Path) -> str:
     path = tmp_path / "code.tar"
-    codecs_ser.dump({"f": lambda x: x + 1}, path)
+    codecs_ser.dump({"f": lambda x: x + 1}, path, code_by_value="allow")
     return os.fspath(path)
 
 
@@ -239,7 +239,7 @@ def test_audit_takes_the_code_by_value_flag_from_the_container(
     pickled: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
-        codecs_ser.Container, "code_by_value", lambda self, name: True, raising=False
+        codecs_ser.Container, "code", lambda self, name=None: [{"name": "m.f", "path": "f"}]
     )
     code, out, _ = run(capsys, "audit", pickled)
     assert code == 1 and "holds code by value" in out
