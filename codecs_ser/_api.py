@@ -231,7 +231,16 @@ def _open_decompressed(
 ) -> tuple[ContainerReader, str]:
     """A compressed container: decompressed (within the limits) into a temporary file,
     read there by the backend its content names."""
-    copy = DecompressedCopy(algorithm, source, name)
+
+    def check_head(head: bytes) -> None:
+        if not registry.backends_for_head(head):
+            raise FormatError(
+                f"the {algorithm} stream does not hold a tar or zip container (nor a format of "
+                "an installed backend)",
+                path=name,
+            )
+
+    copy = DecompressedCopy(algorithm, source, name, check_head)
     try:
         reader, backend_id = _open_backend(copy.file, registry, nested=True)
     except BaseException:

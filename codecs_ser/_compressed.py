@@ -19,7 +19,7 @@ import os
 import shutil
 import tempfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, BinaryIO
 
 from . import _compression
@@ -186,27 +186,75 @@ def _allowed(compressed: int) -> int:
 def _too_large(name: str, compressed: int, path: str | None) -> FormatError:
     lim = get_limits()
     return FormatError(
-        f"the {name} stream ({compressed} bytes) expands beyond "
-        f"{_allowed(compressed)} bytes: the limits are max_decompressed_bytes "
-        f"({lim.max_decompressed_bytes}) or max_decompression_ratio "
-        f"({lim.max_decompression_ratio}) times its size; if you trust this file, raise "
-        "them with codecs_ser.limits(max_decompressed_bytes=...) or "
+        f"the {name} stream ({compressed} bytes) expands beyond {_allowed(compressed)} bytes, "
+        f"the larger of max_decompressed_bytes ({lim.max_decompressed_bytes}) and "
+        f"max_decompression_ratio ({lim.max_decompression_ratio}) times its size; if you "
+        "trust this file, raise them with codecs_ser.limits(max_decompressed_bytes=...) or "
         "codecs_ser.limits(max_decompression_ratio=...)",
         path=path,
     )
 
 
-def decompress_into(name: str, src: BinaryIO, size: int, out: BinaryIO, path: str | None) -> None:
-    """Decompress the one stream that ``src`` (``size`` bytes from its position) holds."""
-    allowed = _allowed(size)
+#: How much of the decompressed content is shown to ``check_head``.
+HEAD = 512
+
+
+class _Sink:
+    """Where decompressed bytes go: counted against the limits, the first ones checked
+    (a bomb of zeros is no container, and is refused at once)."""
+
+    def __init__(
+        self,
+        out: BinaryIO,
+        name: str,
+        size: int,
+        path: str | None,
+        check_head: Callable[[bytes], None] | None,
+    ) -> None:
+        self._out = out
+        self._name = name
+        self._size = size
+        self._path = path
+        self._allowed = _allowed(size)
+        self._check = check_head
+        self._head = b""
+        self.total = 0
+
+    def write(self, piece: bytes) -> None:
+        self.total += len(piece)
+        if self.total > self._allowed:
+            raise _too_large(self._name, self._size, self._path)
+        if self._check is not None:
+            self._head += piece[: HEAD - len(self._head)]
+            if len(self._head) >= HEAD:
+                self.end()
+        self._out.write(piece)
+
+    def end(self) -> None:
+        if self._check is not None:
+            check, self._check = self._check, None
+            check(self._head)
+
+
+def decompress_into(
+    name: str,
+    src: BinaryIO,
+    size: int,
+    out: BinaryIO,
+    path: str | None,
+    check_head: Callable[[bytes], None] | None = None,
+) -> None:
+    """Decompress the one stream that ``src`` (``size`` bytes from its position) holds;
+    ``check_head`` sees the first 512 decompressed bytes (all of them, if fewer)."""
+    sink = _Sink(out, name, size, path, check_head)
     try:
         d = _decompressor(name)
     except UsageError as e:
         raise FormatError(f"this container is compressed with {name}: {e}", path=path) from None
     if d is None:
-        _zstandard_copy(src, out, allowed, size, path)
+        _zstandard_copy(_compression.zstd_module()[1], src, sink, path)
+        sink.end()
         return
-    total = 0
     left = size
     try:
         while not d.eof:
@@ -216,11 +264,7 @@ def decompress_into(name: str, src: BinaryIO, size: int, out: BinaryIO, path: st
                 left -= len(data)
                 if not data:
                     raise FormatError(f"the {name} stream is truncated", path=path)
-            piece = d.decompress(data, CHUNK)
-            total += len(piece)
-            if total > allowed:
-                raise _too_large(name, size, path)
-            out.write(piece)
+            sink.write(d.decompress(data, CHUNK))
     except _ERRORS as e:
         raise FormatError(f"the {name} stream is damaged: {e}", path=path) from None
     if d.unused_data or left:
@@ -229,27 +273,17 @@ def decompress_into(name: str, src: BinaryIO, size: int, out: BinaryIO, path: st
             "one stream",
             path=path,
         )
+    sink.end()
 
 
-def _zstandard_copy(
-    src: BinaryIO, out: BinaryIO, allowed: int, size: int, path: str | None
-) -> None:
+def _zstandard_copy(zstandard: Any, src: BinaryIO, sink: _Sink, path: str | None) -> None:
     """zstd through the zstandard package: its stream reader bounds each read's output;
     frames that follow one another decompress as one stream, as ``zstd -d`` does."""
-    import zstandard
-
-    total = 0
     try:
         dctx = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
         with dctx.stream_reader(src, read_across_frames=True, closefd=False) as reader:
-            while True:
-                piece = reader.read(CHUNK)
-                if not piece:
-                    break
-                total += len(piece)
-                if total > allowed:
-                    raise _too_large("zstd", size, path)
-                out.write(piece)
+            while piece := reader.read(CHUNK):
+                sink.write(piece)
     except zstandard.ZstdError as e:
         raise FormatError(f"the zstd stream is damaged: {e}", path=path) from None
 
@@ -257,7 +291,13 @@ def _zstandard_copy(
 class DecompressedCopy:
     """A compressed container decompressed into a temporary file, removed on close."""
 
-    def __init__(self, name: str, source: Any, path: str | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        source: Any,
+        path: str | None,
+        check_head: Callable[[bytes], None] | None = None,
+    ) -> None:
         self.algorithm = name
         self._dir = tempfile.mkdtemp(prefix="codecs_ser-")
         self.path = os.path.join(self._dir, "container")
@@ -266,10 +306,10 @@ class DecompressedCopy:
             with contextlib.ExitStack() as stack:
                 src, size = _opened(source, stack)
                 out = stack.enter_context(open(self.path, "wb"))
-                decompress_into(name, src, size, out, path)
+                decompress_into(name, src, size, out, path, check_head)
             # Errors name the compressed file, not this copy.
             self.file = io.FileIO(self.path, "r")
-            self.file.name = path  # type: ignore[misc]
+            self.file.name = path
         except BaseException:
             self.close()
             raise

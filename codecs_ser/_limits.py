@@ -55,7 +55,7 @@ class Limits:
     max_colliding_keys: int = 64
     max_tuple_depth: int = 1000
     max_dtype_fields: int = 1 << 16
-    max_decompressed_bytes: int = 1 << 28
+    max_decompressed_bytes: int = 1 << 26
     max_decompression_ratio: int = 1024
 
 

@@ -24,6 +24,7 @@ import xxhash
 
 from .._clock import source_date_epoch
 from .._files import AtomicFile, SeqWriter, Source, copy_prefix, identity
+from .._limits import exceeded, get_limits
 from ..backend import MemberRef
 from ..errors import FormatError
 from ._inflate import InflatingReader
@@ -430,6 +431,18 @@ class ZipReader:
     def read_manifest(self) -> bytes:
         assert self._pointer is not None
         _, off, size, digest = self._pointer
+        packed = self._packed.get(off)
+        if packed is not None:  # a zip re-packed by another tool may deflate it
+            if size > get_limits().max_manifest_bytes:
+                raise FormatError(
+                    exceeded("the manifest", size, "max_manifest_bytes"), path=self._src.name
+                )
+            buf = bytearray(size)
+            reader = InflatingReader(self._src, off, packed[0], size, packed[1], MANIFEST)
+            pos = 0
+            while pos < size:
+                pos += reader.readinto(memoryview(buf)[pos:])
+            return bytes(buf)
         data = self._src.read_at(off, size)
         if digest >= 0 and xxhash.xxh3_64_intdigest(data) != digest:
             raise FormatError(
