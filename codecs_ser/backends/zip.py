@@ -406,6 +406,12 @@ class ZipReader:
                     member=info.filename,
                 )
             stored = info.compress_size
+            if info.compress_type == zipfile.ZIP_STORED and stored != info.file_size:
+                raise FormatError(
+                    "the zip directory gives a stored member two sizes",
+                    path=self._src.name,
+                    member=info.filename,
+                )
             if data + stored > self._src.size:
                 raise FormatError(
                     "member lies outside the file", path=self._src.name, member=info.filename
