@@ -14,6 +14,7 @@ from typing import Any
 
 from . import _checksum, _clock
 from ._container import Writer, check_metadata, check_new_object_name
+from ._files import identity
 from ._manifest import parse_manifest
 from ._names import clash_key
 from .errors import UsageError
@@ -35,6 +36,7 @@ def add_objects(
     registry: Registry,
     open_backend: Any,
     code_by_value: str = "warn",
+    appender: Any = None,
 ) -> None:
     """Write ``items`` (name, object, metadata) into the container at ``path`` at once."""
     if not items:
@@ -57,6 +59,7 @@ def add_objects(
         except ValueError as e:
             raise UsageError(str(e)) from None
     _clock.source_date_epoch()  # a bad SOURCE_DATE_EPOCH fails before anything is written
+    expect = identity(path)
     reader, backend_id = open_backend(path, registry)
     try:
         manifest = parse_manifest(reader.read_manifest(), path)
@@ -73,10 +76,18 @@ def add_objects(
         backend = registry.get_backend(backend_id)
         if slots and not hasattr(backend, "rewrite"):
             raise UsageError(f"the {backend_id!r} backend cannot replace objects")
+        compressed = getattr(reader, "copy", None) is not None
+        if slots and compressed:
+            raise UsageError(
+                "replace=True on a compressed container is not supported: load it, and dump "
+                "it again with the new object"
+            )
         try:
             writer = (
                 backend.rewrite(path, durable=durable)  # type: ignore[attr-defined]
                 if slots
+                else appender(reader, backend_id, path, registry, durable, expect)
+                if appender is not None
                 else backend.append(path, durable=durable)
             )
         except OSError as e:

@@ -13,7 +13,8 @@ from typing import Any, Literal, TypeVar, overload
 
 import numpy as np
 
-from . import _checksum, _clock
+from . import _checksum, _clock, _compression
+from ._compressed import CompressedWriter, DecompressedCopy, DecompressedReader, RecompressingWriter
 from ._container import (
     Reader,
     Writer,
@@ -22,7 +23,7 @@ from ._container import (
     check_new_object_name,
 )
 from ._manifest import EntryInfo, EntryMap, Manifest, parse_manifest
-from .backend import ContainerReader, MemberRef, Source, Target
+from .backend import ContainerReader, ContainerWriter, MemberRef, Source, Target
 from .errors import CodecsSerError, ContainerReplacedError, FormatError, UsageError
 from .registry import Registry, default_registry
 
@@ -55,8 +56,53 @@ def _pick_backend(target: Any, backend: str | None, registry: Registry) -> str:
         registry.get_backend_spec(backend)
         return backend
     if _is_path(target):
-        return registry.backend_for_suffix(os.fspath(target)) or "tar"
+        name = os.fspath(target)
+        found = _compression.suffix_of(name)
+        return registry.backend_for_suffix(found[1] if found else name) or "tar"
     return "tar"
+
+
+def _pick_compression(target: Any, backend_id: str, compress: Any) -> _compression.Choice | None:
+    """The compression to write: ``compress=`` and the target's suffix must agree."""
+    if compress is True and _is_path(target):
+        found = _compression.suffix_of(os.fspath(target))
+        if found is not None:
+            compress = found[0]  # True with ".tar.xz" means xz
+    choice = _compression.parse(compress, backend_id)
+    if _is_path(target):
+        name = os.fspath(target)
+        found = _compression.suffix_of(name)
+        if found is not None:
+            if backend_id != "tar":
+                raise UsageError(
+                    f"{name!r} ends in a {found[0]} suffix, which names a compressed tar, "
+                    f"not a {backend_id} container: choose another name"
+                )
+            if choice is None:
+                if compress is False:
+                    raise UsageError(
+                        f"compress=False, but {name!r} ends in a {found[0]} suffix: the name "
+                        "would lie; drop the suffix or the argument"
+                    )
+                choice = _compression.parse(found[0], backend_id)
+            elif choice.name != found[0]:
+                raise UsageError(
+                    f"compress={compress!r}, but {name!r} ends in a {found[0]} suffix; the "
+                    "name would lie: make them agree"
+                )
+        elif choice is not None and choice.stream and name.lower().endswith(".tar"):
+            raise UsageError(
+                f"compress={compress!r}, but {name!r} ends in '.tar', which names an "
+                f"uncompressed tar: name it '{name}.{_SUFFIX[choice.name]}' or drop compress"
+            )
+    if choice is not None:
+        _compression.check_backend(choice, backend_id)
+        if choice.name == "zstd":
+            _compression.zstd_module()  # fails before anything is written, naming the package
+    return choice
+
+
+_SUFFIX = {"gzip": "gz", "bz2": "bz2", "xz": "xz", "zstd": "zst"}
 
 
 def dump(
@@ -71,6 +117,7 @@ def dump(
     durable: bool = True,
     code_by_value: str = "warn",
     progress: bool = False,
+    compress: Any = None,
     registry: Registry | None = None,
 ) -> None:
     """Save ``obj`` to a path or a binary file object.
@@ -86,6 +133,12 @@ def dump(
     ``objects`` stores more named objects beside ``obj`` in the same write
     (``{"optimizer": opt}``; load one with ``load(path, name="optimizer")``).
     ``progress=True`` shows progress on stderr.
+
+    ``compress``: None (the suffix decides: ``.tar.gz``, ``.tgz``, ``.tar.bz2``,
+    ``.tar.xz``, ``.tar.zst`` compress the whole tar), True (gzip for a tar,
+    deflate for each zip member), or ``"gzip"``, ``"bz2"``, ``"xz"``, ``"zstd"``,
+    ``"deflate"``, each optionally with a level: ``"gzip:9"``.  A suffix that
+    says otherwise is a UsageError.
     """
     registry = registry or default_registry
     if not (_is_path(target) or hasattr(target, "write")):
@@ -104,7 +157,17 @@ def dump(
     _clock.source_date_epoch()  # a bad SOURCE_DATE_EPOCH fails before anything is written
     backend_id = _pick_backend(target, backend, registry)
     _check_folder(target)
-    writer = registry.get_backend(backend_id).create(target, durable=durable)
+    choice = _pick_compression(target, backend_id, compress)
+    impl = registry.get_backend(backend_id)
+    writer: ContainerWriter
+    if choice is None:
+        writer = impl.create(target, durable=durable)
+    elif choice.stream:
+        writer = CompressedWriter(
+            lambda f: impl.create(f, durable=durable), target, choice, durable=durable
+        )
+    else:
+        writer = impl.create(target, durable=durable, compress=choice.level)  # type: ignore[call-arg]
     bar = _progress(progress, target, "dump")
     try:
         w = Writer(writer, registry, checksum=checksum, code_by_value=code_by_value, progress=bar)
@@ -170,7 +233,9 @@ def dumps(obj: Any, **kwargs: Any) -> bytes:
     return buf.getvalue()
 
 
-def _open_backend(source: Any, registry: Registry) -> tuple[ContainerReader, str]:
+def _open_backend(
+    source: Any, registry: Registry, *, nested: bool = False
+) -> tuple[ContainerReader, str]:
     name: str | None
     if isinstance(source, (bytes, bytearray, memoryview)):
         head = bytes(memoryview(source)[:_HEAD])
@@ -195,7 +260,7 @@ def _open_backend(source: Any, registry: Registry) -> tuple[ContainerReader, str
         seekable = getattr(source, "seekable", lambda: False)()
         if not seekable:
             source = source.read()
-            return _open_backend(source, registry)
+            return _open_backend(source, registry, nested=nested)
         start = source.tell()
         head = source.read(_HEAD)
         source.seek(start)
@@ -206,6 +271,15 @@ def _open_backend(source: Any, registry: Registry) -> tuple[ContainerReader, str
             f"source must be a path, a readable binary file or bytes, not {type(source).__name__}"
         )
     candidates = registry.backends_for_head(head)
+    algorithm = None if candidates else _compression.sniff(head)
+    if algorithm is not None:
+        if nested:
+            raise FormatError(
+                f"a compressed container holds another compressed stream ({algorithm}); "
+                "a container is compressed once",
+                path=name,
+            )
+        return _open_decompressed(algorithm, source, registry, name)
     if not candidates:
         raise FormatError(
             "not a codecs_ser container: neither a tar nor a zip file, nor a format of an "
@@ -213,6 +287,29 @@ def _open_backend(source: Any, registry: Registry) -> tuple[ContainerReader, str
             path=name,
         )
     return _try_backends(candidates, source, registry, name)
+
+
+def _open_decompressed(
+    algorithm: str, source: Any, registry: Registry, name: str | None
+) -> tuple[ContainerReader, str]:
+    """A compressed container: decompressed (within the limits) into a temporary file,
+    read there by the backend its content names."""
+
+    def check_head(head: bytes) -> None:
+        if not registry.backends_for_head(head):
+            raise FormatError(
+                f"the {algorithm} stream does not hold a tar or zip container (nor a format of "
+                "an installed backend)",
+                path=name,
+            )
+
+    copy = DecompressedCopy(algorithm, source, name, check_head)
+    try:
+        reader, backend_id = _open_backend(copy.file, registry, nested=True)
+    except BaseException:
+        copy.close()
+        raise
+    return DecompressedReader(reader, copy), backend_id
 
 
 def _try_backends(
@@ -271,6 +368,11 @@ class Container:
         """The metadata given to ``add`` for the named object (the first one by default);
         ``metadata`` is the container's own, given to ``dump``."""
         return self._manifest.objects[self._object_index(name)].metadata
+
+    @property
+    def compression(self) -> str | None:
+        """The stream compression of the file ('gzip', 'bz2', 'xz', 'zstd'), or None."""
+        return getattr(self._reader, "compression", None)
 
     @property
     def format_version(self) -> int:
@@ -684,4 +786,25 @@ def add_objects(
         code_by_value=code_by_value,
         registry=registry or default_registry,
         open_backend=_open_backend,
+        appender=_appender,
     )
+
+
+def _appender(
+    reader: ContainerReader,
+    backend_id: str,
+    path: str,
+    registry: Registry,
+    durable: bool,
+    expect: Any,
+) -> ContainerWriter:
+    """The writer of an add: in place, or, for a compressed container, to its
+    decompressed copy, compressed again over ``path`` (the whole file is rewritten)."""
+    backend = registry.get_backend(backend_id)
+    copy: DecompressedCopy | None = getattr(reader, "copy", None)
+    if copy is None:
+        return backend.append(path, durable=durable)
+    choice = _compression.parse(copy.algorithm, backend_id)
+    assert choice is not None
+    inner = backend.append(copy.path, durable=False)
+    return RecompressingWriter(inner, copy.path, path, choice, durable=durable, expect=expect)

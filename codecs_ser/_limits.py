@@ -38,6 +38,11 @@ class Limits:
             recurses through them on the C stack).
         max_dtype_fields: fields of one dtype description, nested ones and those of
             numpy's comma strings ('u1,u1') included (numpy spends time and memory on each).
+        max_decompressed_bytes: what a compressed container (a .tar.gz) may expand to
+            whatever its size: it is decompressed into a temporary file first.
+        max_decompression_ratio: beyond max_decompressed_bytes, how many times its own
+            size a compressed container may expand to (gzip reaches about 1030 at most;
+            bz2, xz and zstd reach far more on long runs of zeros, as bombs do).
     """
 
     max_manifest_bytes: int = 1 << 30
@@ -50,6 +55,8 @@ class Limits:
     max_colliding_keys: int = 64
     max_tuple_depth: int = 1000
     max_dtype_fields: int = 1 << 16
+    max_decompressed_bytes: int = 1 << 26
+    max_decompression_ratio: int = 1024
 
 
 DEFAULT_LIMITS = Limits()

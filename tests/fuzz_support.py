@@ -353,6 +353,44 @@ def make_seeds(backend: str) -> list[Seed]:
     return seeds
 
 
+#: Compressed seeds: (label, backend, compress=).
+COMPRESSED = (
+    ("gzip", "tar", "gzip"),
+    ("bz2", "tar", "bz2"),
+    ("xz", "tar", "xz"),
+    ("deflate", "zip", "deflate"),
+)
+
+
+def make_compressed_seeds() -> list[Seed]:
+    """One small object dumped with each compression, with its baseline results: blind
+    damage to a compressed stream reaches the decompressors and their bounds."""
+    obj, kw = _objects()["msgpack"]
+    seeds = []
+    for label, backend, compress in COMPRESSED:
+        data = codecs_ser.dumps(obj, backend=backend, compress=compress, **kw)
+        plain = codecs_ser.dumps(obj, backend=backend, **kw)
+        seed = Seed(
+            name=f"compressed-{label}",
+            backend=backend,
+            data=data,
+            tree={},
+            trusted=(),
+            manifest=msgpack.unpackb(_manifest_bytes(backend, plain, {}), raw=False),
+            members=_members_of(backend, plain, {}),
+            regions=[(0, min(len(data), 64)), (max(0, len(data) - 64), len(data))],
+            blob_data=[],
+        )
+        with Workspace() as ws:
+            results = run_operations(ws.place(Mutant(seed, "none", seed.data, seed.tree)))
+        failed = {op: r for op, r in results.items() if isinstance(r, BaseException)}
+        if failed:
+            raise AssertionError(f"seed {seed.name} does not load: {failed}")
+        seed.baseline = results
+        seeds.append(seed)
+    return seeds
+
+
 # -- mutants -------------------------------------------------------------------------
 
 

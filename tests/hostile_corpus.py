@@ -27,9 +27,12 @@ part, and no call ever returns content that differs from what was written.
 
 from __future__ import annotations
 
+import bz2
 import copy
+import gzip
 import hashlib
 import io
+import lzma
 import os
 import pickle
 import struct
@@ -436,16 +439,20 @@ def _local(name: bytes, data: bytes, opts: Mapping[str, Any], at: int) -> bytes:
     )
 
 
-def _descriptor(data: bytes) -> bytes:
-    return struct.pack("<IIII", 0x08074B50, zlib.crc32(data), len(data), len(data))
+def _descriptor(data: bytes, stored: int | None = None) -> bytes:
+    stored = len(data) if stored is None else stored
+    return struct.pack("<IIII", 0x08074B50, zlib.crc32(data), stored, len(data))
 
 
-def _central(name: bytes, data: bytes, header_off: int, opts: Mapping[str, Any]) -> bytes:
+def _central(
+    name: bytes, data: bytes, header_off: int, opts: Mapping[str, Any], stored: int | None = None
+) -> bytes:
     size = opts.get("cd_size", len(data))
     extra = b""
     if "zip64_size" in opts:
         extra = struct.pack("<HHQQ", 1, 16, opts["zip64_size"], opts["zip64_size"])
         size = 0xFFFFFFFF
+    stored = size if stored is None else stored
     cd_name = opts.get("cd_name", name)
     return (
         _CENTRAL.pack(
@@ -457,7 +464,7 @@ def _central(name: bytes, data: bytes, header_off: int, opts: Mapping[str, Any])
             0,
             0x21,
             zlib.crc32(data),
-            size,
+            stored,
             size,
             len(cd_name),
             len(extra),
@@ -503,8 +510,13 @@ def render_zip(
         if m.indexed:
             offsets[m.name] = len(out)
             headers[m.name] = header_off
-        out += data + _descriptor(data)
-        cds.append(_central(name, data, header_off, m.opts))
+        # "packed": the bytes stored for a deflated member (method 8) whose data is ``data``.
+        packed = m.opts.get("packed")
+        stored = data if packed is None else packed
+        out += stored + _descriptor(data, len(stored))
+        cds.append(
+            _central(name, data, header_off, m.opts, None if packed is None else len(stored))
+        )
     manifest = d.finish(offsets)
     header_off = len(out)
     out += _local(MANIFEST.encode(), manifest, {}, header_off)
@@ -1659,13 +1671,15 @@ def _zip_layout() -> None:
         EVERYTHING,
         render=plain,
     )
+    # Since revision 1.2 a member may be deflated: one that says so but is not is
+    # refused when it is read.
     add(
         "dir-deflated-member",
         "zip",
         cat,
         opt("a.npy", method=8),
         FormatError,
-        EVERYTHING,
+        BLOBS,
         render=plain,
     )
     add(
@@ -4435,3 +4449,136 @@ def _sparse() -> None:
 
 
 _sparse()
+
+
+# -- the cases: compression --------------------------------------------------------------
+
+#: What a bomb expands to: beyond the floor of max_decompressed_bytes (64 MiB).
+BOMB = 70 << 20
+
+
+@cache
+def _bomb(algorithm: str) -> bytes:
+    """A valid tar header of a member of BOMB bytes, then its zeros, compressed: it stays
+    a container as far as it is read, so only the limit stops it."""
+    info = tarfile.TarInfo("a.npy")
+    info.size = BOMB
+    data = info.tobuf(format=tarfile.USTAR_FORMAT) + bytes(BOMB)
+    if algorithm == "gzip":
+        return gzip.compress(data, 9, mtime=0)
+    return bz2.compress(data, 9) if algorithm == "bz2" else lzma.compress(data)
+
+
+def _raw_deflate(data: bytes) -> bytes:
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return c.compress(data) + c.flush()
+
+
+def _compression() -> None:
+    cat = "compression"
+
+    def compressed(fn: Callable[[bytes], bytes], suffix: str = ".tar.gz") -> After:
+        """Compress the rendered tar (then damage it with ``fn``) as the container."""
+
+        def after(path: Path, tmp: Path) -> Path:
+            target = tmp / f"c{suffix}"
+            target.write_bytes(fn(path.read_bytes()))
+            path.unlink()
+            return target
+
+        return after
+
+    def gz(data: bytes) -> bytes:
+        return gzip.compress(data, 6, mtime=0)
+
+    streams: dict[str, Callable[[bytes], bytes]] = {
+        "gzip-truncated": lambda b: gz(b)[: len(gz(b)) // 2],
+        "gzip-trailing-garbage": lambda b: gz(b) + b"garbage",
+        "gzip-two-members": lambda b: gz(b) + gz(b),
+        "gzip-of-gzip": lambda b: gz(gz(b)),
+        "gzip-bad-crc": lambda b: gz(b)[:-8] + bytes(4) + gz(b)[-4:],
+        "gzip-of-zeros-not-a-tar": lambda b: gz(bytes(BOMB)),
+        "gzip-bomb-of-one-member": lambda b: _bomb("gzip"),
+        "bz2-bomb-of-one-member": lambda b: _bomb("bz2"),
+        "xz-bomb-of-one-member": lambda b: _bomb("xz"),
+        "xz-truncated": lambda b: lzma.compress(b)[:-30],
+        "xz-trailing-garbage": lambda b: lzma.compress(b) + b"\0" * 3 + b"x",
+        "bz2-two-streams": lambda b: bz2.compress(b) + bz2.compress(b),
+    }
+    for label, fn in streams.items():
+        add(label, "tar", cat, None, FormatError, EVERYTHING, after=compressed(fn))
+
+    def deflated(member: str, packed: Callable[[bytes], bytes], **opts: Any) -> Change:
+        """Store ``member`` deflated (method 8, sizes in its descriptor): ``packed`` makes
+        the stored bytes of the member's data."""
+
+        def change(d: Draft) -> None:
+            m = d.member(member)
+            m.opts.update(method=8, local_size=0, packed=packed(m.data), **opts)
+
+        return change
+
+    # Each one is refused when the member is read, never before anything else is.
+    add(
+        "deflate-expands-beyond-its-size",
+        "zip",
+        cat,
+        deflated("a.npy", lambda data: _raw_deflate(data + bytes(1 << 20))),
+        FormatError,
+        BLOBS,
+    )
+    add(
+        "deflate-shorter-than-its-size",
+        "zip",
+        cat,
+        deflated("a.npy", lambda data: _raw_deflate(data[:-8])),
+        FormatError,
+        BLOBS,
+    )
+    add(
+        "deflate-truncated",
+        "zip",
+        cat,
+        deflated("a.npy", lambda data: _raw_deflate(data)[:-3]),
+        FormatError,
+        BLOBS,
+    )
+    add(
+        "deflate-directory-size-disagrees",
+        "zip",
+        cat,
+        deflated("a.npy", _raw_deflate, cd_size=len(_dumped_npy("a")) + 64),
+        FormatError,
+        BLOBS,
+    )
+    add(
+        "deflate-damaged-stream",
+        "zip",
+        cat,
+        deflated("a.npy", lambda data: b"\xff" * 40),
+        FormatError,
+        BLOBS,
+    )
+
+    # A member that claims 1 GiB from a few deflated bytes: refused before allocating.
+    items = (1 << 30) // 8
+    header = npy(f"{{'descr': '<f8', 'fortran_order': False, 'shape': ({items},), }}", b"")
+    claimed = len(header) + items * 8
+
+    def bomb(d: Draft) -> None:
+        d.member("a.npy").data = header
+        d.member("a.npy").opts.update(
+            method=8, local_size=0, packed=_raw_deflate(header + bytes(1 << 16)), cd_size=claimed
+        )
+        d.lies.extend([set_blob("a", "shape", [items]), set_blob("a", "size", claimed)])
+
+    add("deflate-bomb-claims-1GiB", "zip", cat, bomb, FormatError, BLOB_LIES)
+
+
+@cache
+def _dumped_npy(entry: str) -> bytes:
+    d = draft("plain")
+    return d.member(f"{entry}.npy").data
+
+
+_compression()

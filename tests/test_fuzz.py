@@ -143,3 +143,26 @@ def test_hostile_member_names(backend: str, member: str, workspace: fz.Workspace
     for blob in fz.blob_records(model):
         blob[1] = member
     _check(workspace, fz.write_model(seed, model, fz._Never(), [f"every blob member = {member!r}"]))
+
+
+@functools.cache
+def compressed_seeds() -> list[fz.Seed]:
+    return fz.make_compressed_seeds()
+
+
+def test_damaged_compressed_containers_raise_only_codecs_ser_errors(
+    workspace: fz.Workspace,
+) -> None:
+    """Blind damage to a .tar.gz, .tar.bz2, .tar.xz or deflated zip: the stream, its
+    headers and trailers, its length."""
+
+    @settings(FUZZ, max_examples=max(5, EXAMPLES["tar"]))
+    @given(data=st.data())
+    def run(data: st.DataObject) -> None:
+        ch = DataChooser(data)
+        seed = fz.pick(ch, compressed_seeds())
+        steps: list[str] = []
+        mutated = fz.blind(seed.data, ch, steps, regions=seed.regions)
+        _check(workspace, fz.Mutant(seed, "blind", mutated, {}, steps))
+
+    run()

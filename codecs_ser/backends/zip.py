@@ -24,8 +24,10 @@ import xxhash
 
 from .._clock import source_date_epoch
 from .._files import AtomicFile, SeqWriter, Source, copy_prefix, identity
+from .._limits import exceeded, get_limits
 from ..backend import MemberRef
 from ..errors import FormatError
+from ._inflate import InflatingReader
 
 MANIFEST = ".codecs_ser/manifest.msgpack"
 ALIGN = 64
@@ -80,6 +82,16 @@ def _writer_time() -> tuple[int, int]:
     return _dos_time(time.time()) if fixed is None else _dos_time(fixed, utc=True)
 
 
+#: Deflate turns one bit into at most 258 bytes (a match of length 258 coded in one
+#: bit, its distance in another): no stream expands more than 1032 times, plus a block.
+DEFLATE_MAX_RATIO = 1032
+
+
+def deflate_bound(size: int) -> int:
+    """The most bytes deflate (zlib's deflateBound, raw) makes of ``size`` bytes."""
+    return size + (size >> 12) + (size >> 14) + (size >> 25) + 13
+
+
 @dataclass(slots=True)
 class _Entry:
     name: bytes
@@ -89,6 +101,12 @@ class _Entry:
     header_offset: int
     dos_time: int
     dos_date: int
+    method: int = 0
+    csize: int = -1  # the stored size when the member is deflated
+
+    @property
+    def stored_size(self) -> int:
+        return self.size if self.csize < 0 else self.csize
 
 
 class ZipWriter:
@@ -101,14 +119,19 @@ class ZipWriter:
         atomic: AtomicFile | None = None,
         start: int = 0,
         entries: list[_Entry] | None = None,
+        level: int | None = None,
     ) -> None:
+        """``level``: deflate every member but the manifest at this level; None stores them."""
         self._atomic = atomic
+        self._level = level
         self._out = SeqWriter(file, start)
         self._entries: list[_Entry] = entries or []
         self._time, self._date = _writer_time()
         self._done = False
 
     def write_member(self, name: str, size: int, chunks: Iterable[memoryview]) -> int:
+        if self._level is not None and name != MANIFEST:
+            return self._write_deflated(name, size, chunks, self._level)
         out = self._out
         raw = name.encode("utf-8")
         flags = _FLAG_DESCRIPTOR | (0 if name.isascii() else _FLAG_UTF8)
@@ -151,6 +174,65 @@ class ZipWriter:
         self._entries.append(_Entry(raw, flags, crc, size, header_offset, self._time, self._date))
         return data_offset
 
+    def _local_header(self, raw: bytes, flags: int, method: int, extra: bytes, sizes: int) -> None:
+        """A local header and its extra fields, padded so that the data is aligned."""
+        out = self._out
+        fixed = _LOCAL.size + len(raw) + len(extra)
+        pad = -(out.pos + fixed + 6) % ALIGN
+        extra += struct.pack("<HHH", _ALIGN_EXTRA_ID, 2 + pad, ALIGN) + bytes(pad)
+        version = 45 if sizes == U32 else 20
+        out.write(
+            _LOCAL.pack(
+                0x04034B50,
+                version,
+                flags,
+                method,
+                self._time,
+                self._date,
+                0,
+                sizes,
+                sizes,
+                len(raw),
+                len(extra),
+            )
+        )
+        out.write(raw)
+        out.write(extra)
+
+    def _write_deflated(
+        self, name: str, size: int, chunks: Iterable[memoryview], level: int
+    ) -> int:
+        """A member compressed with deflate (method 8): sizes and CRC in its descriptor."""
+        out = self._out
+        raw = name.encode("utf-8")
+        flags = _FLAG_DESCRIPTOR | (0 if name.isascii() else _FLAG_UTF8)
+        # The stored size is known only at the end: zip64 when deflate's bound may need it.
+        zip64 = deflate_bound(size) >= U32
+        header_offset = out.pos
+        self._local_header(
+            raw, flags, 8, struct.pack("<HHQQ", 1, 16, 0, 0) if zip64 else b"", U32 if zip64 else 0
+        )
+        data_offset = out.pos
+        c = zlib.compressobj(level, zlib.DEFLATED, -15)
+        crc = 0
+        given = 0
+        for chunk in chunks:
+            crc = zlib.crc32(chunk, crc)
+            given += memoryview(chunk).nbytes
+            out.write(c.compress(chunk))
+        out.write(c.flush())
+        if given != size:
+            raise ValueError(f"member announced {size} bytes but {given} were given")
+        csize = out.pos - data_offset
+        if zip64:
+            out.write(struct.pack("<IIQQ", 0x08074B50, crc, csize, size))
+        else:
+            out.write(struct.pack("<IIII", 0x08074B50, crc, csize, size))
+        self._entries.append(
+            _Entry(raw, flags, crc, size, header_offset, self._time, self._date, 8, csize)
+        )
+        return data_offset
+
     def commit(self, manifest: bytes) -> None:
         out = self._out
         header_offset = out.pos
@@ -158,11 +240,11 @@ class ZipWriter:
         cd_start = out.pos
         for e in self._entries:
             extra = b""
-            size32, off32 = e.size, e.header_offset
+            size32, csize32, off32 = e.size, e.stored_size, e.header_offset
             fields = []
-            if e.size >= U32:
-                fields += [e.size, e.size]
-                size32 = U32
+            if e.size >= U32 or e.stored_size >= U32:
+                fields += [e.size, e.stored_size]
+                size32 = csize32 = U32
             if e.header_offset >= U32:
                 fields.append(e.header_offset)
                 off32 = U32
@@ -176,11 +258,11 @@ class ZipWriter:
                     0x0314,
                     45 if extra else 20,
                     e.flags,
-                    0,
+                    e.method,
                     e.dos_time,
                     e.dos_date,
                     e.crc,
-                    size32,
+                    csize32,
                     size32,
                     len(e.name),
                     len(extra),
@@ -234,6 +316,9 @@ class ZipReader:
         self._src = Source(source)
         self._index: dict[str, tuple[int, int]] | None = None
         self._pointer: tuple[int, int, int, int] | None = None
+        #: Deflated members by data offset: (stored size, CRC-32).
+        self._packed: dict[int, tuple[int, int]] = {}
+        self._directory: dict[str, zipfile.ZipInfo] | None = None
         try:
             self._find_pointer()
             if self._pointer is None:
@@ -284,9 +369,10 @@ class ZipReader:
                     path=self._src.name,
                     member=info.filename,
                 )
-            if info.compress_type != zipfile.ZIP_STORED:
+            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
                 raise FormatError(
-                    "compressed zip members are not supported; write the container with codecs_ser",
+                    "zip members compressed otherwise than with deflate are not supported; "
+                    "write the container with codecs_ser",
                     path=self._src.name,
                     member=info.filename,
                 )
@@ -313,12 +399,27 @@ class ZipReader:
                     path=self._src.name,
                     member=info.filename,
                 )
-            if data + info.file_size > self._src.size:
+            if fields[3] != info.compress_type:
+                raise FormatError(
+                    "local header and zip directory disagree on the member's compression",
+                    path=self._src.name,
+                    member=info.filename,
+                )
+            stored = info.compress_size
+            if info.compress_type == zipfile.ZIP_STORED and stored != info.file_size:
+                raise FormatError(
+                    "the zip directory gives a stored member two sizes",
+                    path=self._src.name,
+                    member=info.filename,
+                )
+            if data + stored > self._src.size:
                 raise FormatError(
                     "member lies outside the file", path=self._src.name, member=info.filename
                 )
+            if info.compress_type == zipfile.ZIP_DEFLATED:
+                self._packed[data] = self._deflated(info, data, info.file_size, info.filename)
             index[extracted_name(info.filename)] = (data, info.file_size)
-            spans.append((header_at, data + info.file_size, info.filename))
+            spans.append((header_at, data + stored, info.filename))
         spans.sort()
         for (_, end, _), (start, _, name) in itertools.pairwise(spans):
             if start < end:
@@ -336,6 +437,18 @@ class ZipReader:
     def read_manifest(self) -> bytes:
         assert self._pointer is not None
         _, off, size, digest = self._pointer
+        packed = self._packed.get(off)
+        if packed is not None:  # a zip re-packed by another tool may deflate it
+            if size > get_limits().max_manifest_bytes:
+                raise FormatError(
+                    exceeded("the manifest", size, "max_manifest_bytes"), path=self._src.name
+                )
+            buf = bytearray(size)
+            reader = InflatingReader(self._src, off, packed[0], size, packed[1], MANIFEST)
+            pos = 0
+            while pos < size:
+                pos += reader.readinto(memoryview(buf)[pos:])
+            return bytes(buf)
         data = self._src.read_at(off, size)
         if digest >= 0 and xxhash.xxh3_64_intdigest(data) != digest:
             raise FormatError(
@@ -357,27 +470,80 @@ class ZipReader:
             raise FormatError(
                 "manifest gives no offset for member", path=self._src.name, member=ref.name
             )
-        self._check_local_header(ref, ref.offset)
+        if self._check_local_header(ref, ref.offset) == 8 and ref.offset not in self._packed:
+            self._packed[ref.offset] = self._directory_entry(ref)
         return ref.offset
 
-    def _check_local_header(self, ref: MemberRef, data: int) -> None:
+    def _directory_entry(self, ref: MemberRef) -> tuple[int, int]:
+        """A deflated member's stored size and CRC, from the zip directory (read once), whose
+        entry of this name must start at the local header before ``ref.offset``."""
+        if self._directory is None:
+            self._directory = {extracted_name(i.filename): i for i in self._infos()}
+        info = self._directory.get(ref.name)
+        if info is None:
+            raise FormatError(
+                "a deflated member is not in the zip directory",
+                path=self._src.name,
+                member=ref.name,
+            )
+        header_at = info.header_offset - self._src.base
+        local = _LOCAL.unpack(self._src.read_at(header_at, _LOCAL.size))
+        assert ref.offset is not None
+        if header_at + _LOCAL.size + local[9] + local[10] != ref.offset:
+            raise FormatError(
+                "the zip directory's entry of this member lies elsewhere than the manifest says",
+                path=self._src.name,
+                member=ref.name,
+            )
+        return self._deflated(info, ref.offset, ref.size, ref.name)
+
+    def _deflated(self, info: zipfile.ZipInfo, data: int, size: int, name: str) -> tuple[int, int]:
+        """(stored size, CRC) of a deflated member, once its sizes are known to be possible:
+        a bomb is refused here, before anything is allocated for it."""
+        if info.compress_type != zipfile.ZIP_DEFLATED:
+            raise FormatError(
+                "the zip directory says this member is not deflated, its local header that it is",
+                path=self._src.name,
+                member=name,
+            )
+        stored = info.compress_size
+        if info.file_size != size:
+            raise FormatError(
+                f"the zip directory gives this member {info.file_size} bytes, the manifest {size}",
+                path=self._src.name,
+                member=name,
+            )
+        if data + stored > self._src.size:
+            raise FormatError("member lies outside the file", path=self._src.name, member=name)
+        if size > DEFLATE_MAX_RATIO * (stored + 1):
+            raise FormatError(
+                f"{stored} deflated bytes cannot expand to the {size} bytes claimed for this "
+                "member (a zip bomb, or a damaged file)",
+                path=self._src.name,
+                member=name,
+            )
+        return stored, info.CRC
+
+    def _check_local_header(self, ref: MemberRef, data: int) -> int:
         """The local header in front of a member's data must name that member, stored, of
         the manifest's size, so that ``unzip`` and codecs_ser read the same bytes for it.
 
         It is found by its signature, searching back from the data over the extra fields:
         first over what the writer puts (at most 89 bytes), then over ``_MAX_EXTRA``.
+        Returns the member's method: 0 (stored) or 8 (deflated).
         """
         raw = ref.name.encode("utf-8")
         for extra in (_WRITER_EXTRA, _MAX_EXTRA):
-            if self._local_header_found(ref, raw, data, extra):
-                return
+            method = self._local_header_found(ref, raw, data, extra)
+            if method >= 0:
+                return method
         raise FormatError(
             "the zip local header before this member's data does not describe it",
             path=self._src.name,
             member=ref.name,
         )
 
-    def _local_header_found(self, ref: MemberRef, raw: bytes, data: int, extra: int) -> bool:
+    def _local_header_found(self, ref: MemberRef, raw: bytes, data: int, extra: int) -> int:
         start = data - _LOCAL.size - len(raw) - extra
         start = start if start > 0 else 0
         window = self._src.searchable()
@@ -389,28 +555,46 @@ class ZipReader:
         while end >= start:
             at = window.rfind(b"PK\x03\x04", start, end + 4)
             if at < 0:
-                return False
+                return -1
             fields = _LOCAL.unpack_from(window, at)
             if at + _LOCAL.size + fields[9] + fields[10] == data:
                 sizes = (fields[7], fields[8])
-                return (
-                    fields[3] == 0  # stored
+                found = (
+                    fields[3] in (0, 8)  # stored or deflated (its sizes: the zip directory's)
                     and fields[9] == len(raw)
                     and window[at + _LOCAL.size : at + _LOCAL.size + len(raw)] == raw
-                    and (sizes == (ref.size, ref.size) or sizes == (U32, U32) or sizes == (0, 0))
+                    and (fields[3] == 8 or sizes in ((ref.size, ref.size), (U32, U32), (0, 0)))
                 )
+                return fields[3] if found else -1
             end = at - 1
-        return False
+        return -1
 
     def open_member(self, ref: MemberRef) -> BinaryIO:
-        return self._src.range(self._locate(ref), ref.size)  # type: ignore[return-value]
+        offset = self._locate(ref)
+        packed = self._packed.get(offset)
+        if packed is not None:
+            return InflatingReader(self._src, offset, packed[0], ref.size, packed[1], ref.name)  # type: ignore[return-value]
+        return self._src.range(offset, ref.size)  # type: ignore[return-value]
 
     def readinto_member(self, ref: MemberRef, buffer: Any) -> None:
         """Read a whole member into ``buffer`` (of ``ref.size`` bytes) in one call."""
-        self._src.readinto_at(self._locate(ref), buffer)
+        offset = self._locate(ref)
+        packed = self._packed.get(offset)
+        if packed is None:
+            self._src.readinto_at(offset, buffer)
+            return
+        reader = InflatingReader(self._src, offset, packed[0], ref.size, packed[1], ref.name)
+        view = memoryview(buffer).cast("B")
+        pos = 0
+        while pos < view.nbytes:
+            pos += reader.readinto(view[pos:])
 
     def map_member(self, ref: MemberRef) -> memoryview | None:
-        return self._src.map(self._locate(ref), ref.size)
+        """A view of a stored member; None for a deflated one (it is read as a copy)."""
+        offset = self._locate(ref)
+        if offset in self._packed:
+            return None
+        return self._src.map(offset, ref.size)
 
     def index_problems(self, refs: list[MemberRef]) -> list[tuple[str, str]]:
         """Members (the manifest too) whose zip directory entry (what ``unzip`` extracts:
@@ -435,7 +619,7 @@ class ZipReader:
             local = _LOCAL.unpack(self._src.read_at(header_at, _LOCAL.size))
             data = header_at + _LOCAL.size + local[9] + local[10]
             if (
-                info.compress_type != zipfile.ZIP_STORED
+                info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
                 or info.file_size != ref.size
                 or (self._index is None and ref.offset is not None and data != ref.offset)
             ):
@@ -472,6 +656,8 @@ class ZipReader:
                     info.header_offset,
                     dos_time,
                     dos_date,
+                    info.compress_type,
+                    info.compress_size if info.compress_type else -1,
                 )
             )
         return keep, entries
@@ -485,11 +671,12 @@ class ZipBackend:
 
     backend_id = "zip"
 
-    def create(self, target: Any, *, durable: bool) -> ZipWriter:
+    def create(self, target: Any, *, durable: bool, compress: int | None = None) -> ZipWriter:
+        """``compress``: the deflate level of every member but the manifest; None stores."""
         if hasattr(target, "write"):
-            return ZipWriter(target)
+            return ZipWriter(target, level=compress)
         atomic = AtomicFile(target, durable=durable)
-        return ZipWriter(atomic.file, atomic=atomic)
+        return ZipWriter(atomic.file, atomic=atomic, level=compress)
 
     def open(self, source: Any) -> ZipReader:
         return ZipReader(source)
@@ -519,4 +706,6 @@ class ZipBackend:
         except BaseException:
             atomic.abort()
             raise
-        return ZipWriter(atomic.file, atomic=atomic, start=keep, entries=entries)
+        # New members are deflated when the container's are (at the default level).
+        level = 6 if any(e.method == 8 for e in entries) else None
+        return ZipWriter(atomic.file, atomic=atomic, start=keep, entries=entries, level=level)
