@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 from ..errors import FormatError
 
 #: Deepest nesting of marks and containers a pickle may build.
-MAX_STACK = 100_000
+MAX_STACK = 10_000  # pickle writes items in batches of 1,000: deeper is no torch file
 #: Memo keys above this are never written by a pickler (and could be chosen to collide).
 MAX_MEMO_KEY = 1 << 32
 
