@@ -135,3 +135,32 @@ def test_dangerous_globals_are_never_advised(tmp_path: Path, name: str) -> None:
 def test_advice_suggests_a_package_pattern_where_it_fits() -> None:
     message = str(UntrustedError(["mylib.A", "mylib.b.B", "mylib.C", "other.D"]))
     assert "trusted=['mylib.*', 'other.D']" in message
+
+
+def test_a_malformed_code_record_is_a_format_error(tmp_path: Path) -> None:
+    import msgpack
+
+    from codecs_ser.errors import FormatError
+
+    path = tmp_path / "c"
+    codecs_ser.dump({"f": lambda: 1}, path, backend="dir", code_by_value="allow")
+    manifest = path / ".codecs_ser" / "manifest.msgpack"
+    raw = msgpack.unpackb(manifest.read_bytes())
+    assert raw["objects"][0]["code"][0]["path"] == "f"
+    raw.pop("manifest_checksum")  # edited by hand: what is tested is the code record
+    raw["objects"][0]["code"] = [{"name": 3}]
+    manifest.write_bytes(msgpack.packb(raw, use_bin_type=True))
+    with pytest.raises(FormatError, match="code"):
+        codecs_ser.open(path)
+
+
+def test_audit_verdicts_say_which_globals_the_caller_trusts() -> None:
+    from codecs_ser._safe_pickle import verdicts
+
+    found = ["builtins.set", "mylib.Config", "os.system", "other.Thing"]
+    assert verdicts(found, trusted=["mylib.*"]) == {
+        "builtins.set": "allowed",
+        "mylib.Config": "trusted",
+        "os.system": "dangerous: runs commands and changes files",
+        "other.Thing": "not allowed",
+    }

@@ -187,3 +187,26 @@ def test_work_is_charged_by_what_calls_cost() -> None:
         _load(program(2000))
     with codecs_ser.limits(max_pickle_work=1 << 40):
         assert len(_load(program(200))) == 200
+
+
+def test_frozensets_count_toward_the_nesting_limit() -> None:
+    # frozenset({frozenset({... frozenset({None}) ...})}), 1,001 deep
+    deep = b"\x80\x04" + b"(" * 1001 + b"N" + b"\x91" * 1001 + b"."
+    with pytest.raises(FormatError, match="max_tuple_depth"):
+        unpickle_skeleton(deep, lambda i: None)
+    with codecs_ser.limits(max_tuple_depth=2000):
+        assert type(unpickle_skeleton(deep, lambda i: None)) is frozenset
+
+
+def test_objects_the_opcodes_build_are_charged() -> None:
+    """Two bytes of pickle build a 216-byte set: a million of them pass the budget."""
+    sets = b"\x80\x04](" + b"\x8f" * 1_000_000 + b"e."
+    with pytest.raises(FormatError, match="max_pickle_alloc"):
+        unpickle_skeleton(sets, lambda i: None)
+    with codecs_ser.limits(max_pickle_alloc=1 << 30):
+        assert len(unpickle_skeleton(sets, lambda i: None)) == 1_000_000
+
+
+def test_bytes_after_stop_are_refused() -> None:
+    with pytest.raises(FormatError, match="after its end"):
+        unpickle_skeleton(b"\x80\x04N.cos\nsystem\n.", lambda i: None)
