@@ -14,7 +14,6 @@ from typing import Any, Literal, TypeVar, overload
 import numpy as np
 
 from . import _checksum, _clock, _compression
-from ._compressed import CompressedWriter, DecompressedCopy, DecompressedReader, RecompressingWriter
 from ._container import (
     Reader,
     Writer,
@@ -163,6 +162,8 @@ def dump(
     if choice is None:
         writer = impl.create(target, durable=durable)
     elif choice.stream:
+        from ._compressed import CompressedWriter  # imported when compression is asked for
+
         writer = CompressedWriter(
             lambda f: impl.create(f, durable=durable), target, choice, durable=durable
         )
@@ -302,6 +303,8 @@ def _open_decompressed(
                 "an installed backend)",
                 path=name,
             )
+
+    from ._compressed import DecompressedCopy, DecompressedReader  # when a file is compressed
 
     copy = DecompressedCopy(algorithm, source, name, check_head)
     try:
@@ -801,9 +804,11 @@ def _appender(
     """The writer of an add: in place, or, for a compressed container, to its
     decompressed copy, compressed again over ``path`` (the whole file is rewritten)."""
     backend = registry.get_backend(backend_id)
-    copy: DecompressedCopy | None = getattr(reader, "copy", None)
+    copy = getattr(reader, "copy", None)  # a DecompressedCopy: the container is compressed
     if copy is None:
         return backend.append(path, durable=durable)
+    from ._compressed import RecompressingWriter
+
     choice = _compression.parse(copy.algorithm, backend_id)
     assert choice is not None
     inner = backend.append(copy.path, durable=False)
