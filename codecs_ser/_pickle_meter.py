@@ -57,7 +57,7 @@ class PickleMeter:
         self._hashes: dict[int, tuple[Any, Counter[int]]] = {}
         # id -> (tuple or frozenset, depth, hash cost) for those that hold tuples or
         # frozensets; the value is kept so that its id stays unique while the pickle loads.
-        self._tuples: dict[int, tuple[Any, int, int]] = {}
+        self._nested: dict[int, tuple[Any, int, int]] = {}
         self._pending: dict[int, Any] = {}
         #: Whether a value may serve as a defaultdict's factory (set by the unpickler).
         self.is_safe_factory: Callable[[Any], bool] = lambda value: False
@@ -105,16 +105,16 @@ class PickleMeter:
                 "max_pickle_work",
             )
 
-    # -- tuples ----------------------------------------------------------------------
+    # -- tuples and frozensets -----------------------------------------------------------
 
-    def new_tuple(self, value: tuple[Any, ...] | frozenset[Any]) -> None:
+    def new_nested(self, value: tuple[Any, ...] | frozenset[Any]) -> None:
         """Record a tuple or frozenset the pickle built (hashable, so possibly hashed, and
         hashing recurses); refuse one nested too deeply to hash safely."""
         depth, cost = 1, 1
-        tuples = self._tuples
+        nested = self._nested
         for item in value:
             if type(item) is tuple or type(item) is frozenset:
-                known = tuples.get(id(item))
+                known = nested.get(id(item))
                 if known is not None and known[0] is item:
                     depth = max(depth, known[1] + 1)
                     cost += known[2]
@@ -129,13 +129,13 @@ class PickleMeter:
                 "max_tuple_depth",
             )
         if depth > 1:
-            tuples[id(value)] = (value, depth, min(cost, 1 << 62))
+            nested[id(value)] = (value, depth, min(cost, 1 << 62))
 
     def _hash_cost(self, key: Any) -> int:
         """Work steps that ``hash(key)`` takes (tuples are hashed anew each time)."""
         t = type(key)
         if t is tuple:
-            known = self._tuples.get(id(key))
+            known = self._nested.get(id(key))
             if known is not None and known[0] is key:
                 return _HASH_STEP * known[2]
             return _HASH_STEP * (1 + len(key))

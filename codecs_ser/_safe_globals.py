@@ -139,7 +139,7 @@ def _list(g: Any, args: Args, meter: PickleMeter) -> Any:
 
 def _tuple(g: Any, args: Args, meter: PickleMeter) -> Any:
     value = tuple(_sequence_arg(g, args, meter, 8))
-    meter.new_tuple(value)
+    meter.new_nested(value)
     return value
 
 

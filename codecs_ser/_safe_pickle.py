@@ -116,12 +116,12 @@ class _Guarded(_PyUnpickler):
         self.meter.check_keys(object(), self.stack)
         self.meter.alloc(_SET + _ENTRY * len(self.stack), "a frozenset")
         super().load_frozenset()
-        self.meter.new_tuple(self.stack[-1])
+        self.meter.new_nested(self.stack[-1])
 
     def _tuple_made(self) -> None:
         value = self.stack[-1]
         self.meter.alloc(40 + 8 * len(value), "a tuple")
-        self.meter.new_tuple(value)
+        self.meter.new_nested(value)
 
     def load_tuple(self) -> None:
         super().load_tuple()
