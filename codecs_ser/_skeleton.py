@@ -342,6 +342,9 @@ def pickle_skeleton(
     def reduce(o: Any) -> Any:
         if code_by_value(o):
             on_code(o)
+        walked = reduced(o)
+        if walked is not None:
+            return walked
         plugin = reducer_for(type(o))
         if plugin is not None:
             rv = plugin(o)
@@ -369,8 +372,7 @@ def pickle_skeleton(
             and o.dtype.metadata is None
         ):
             return (_make_scalar, (descr_of(o.dtype), o.tobytes()))
-        walked = reduced(o)
-        return NotImplemented if walked is None else walked
+        return NotImplemented
 
     class _Pickler(cloudpickle.Pickler):
         def persistent_id(self, o: Any) -> Any:

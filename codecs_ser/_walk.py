@@ -9,7 +9,9 @@ generated names when the pickler meets them.
 
 from __future__ import annotations
 
+import copyreg
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -116,13 +118,28 @@ class LeafCollector:
         if leaf is not None:
             return leaf
         if path is None:
-            self._unnamed += 1
-            path = f"_unnamed/{self._unnamed}"
+            path = self._name_unreached(obj, spec)
         leaf = Leaf(self._next_index, obj, spec, path, self.reserve(path))
         self._next_index += 1
         self.leaves.append(leaf)
         self._by_id[id(obj)] = leaf
         return leaf
+
+    def _name_unreached(self, obj: Any, spec: CodecSpec) -> str:
+        """The path of a leaf first met by the pickler: its codec's name for it (made
+        unique as ``W``, ``W_2``, ...), else a generated ``_unnamed/N``."""
+        codec = self._registry.get_codec(spec.codec_id)
+        hint = getattr(codec, "leaf_name", None)
+        name = hint(obj) if hint is not None else None
+        if isinstance(name, str) and name:
+            base = escape_component(name)
+            path, n = base, 1
+            while clash_key(self._prefix + path) in self._used:
+                n += 1
+                path = f"{base}_{n}"
+            return path
+        self._unnamed += 1
+        return f"_unnamed/{self._unnamed}"
 
     def ref(self, obj: Any) -> int | None:
         """Entry index of a leaf, adding it (unnamed) if the walk did not reach it."""
@@ -203,23 +220,36 @@ class LeafCollector:
             self._visit_object(obj, path, depth)
         return False
 
+    def _reducer_for(self, tp: type) -> Callable[[Any], Any] | None:
+        """The reduction pickling will use for a type ahead of its own: a plugin's, else
+        one registered with :mod:`copyreg` (frameworks register compiled functions so)."""
+        found = self._registry.reducer_for(tp)
+        return found if found is not None else copyreg.dispatch_table.get(tp)
+
     def path_of(self, obj: Any) -> str | None:
         """Where the walk met ``obj``, if it did."""
         return self._paths.get(id(obj))
 
-    def _visit_reduced(self, obj: Any, path: str, depth: int) -> None:
+    def _visit_reduced(
+        self, obj: Any, path: str, depth: int, reducer: Callable[[Any], Any] | None = None
+    ) -> bool:
         """Name the leaves in what pickling saves of an object (an extension type's
-        arrays live in neither ``__dict__`` nor slots).  The reduction is kept and the
-        pickler uses it: another call could build new arrays, which the names would miss."""
+        arrays live in neither ``__dict__`` nor slots), reduced by ``reducer`` (a plugin's
+        or copyreg's) or by ``__reduce_ex__``.  The reduction is kept and the pickler uses
+        it: another call could build new arrays, which the names would miss.  False
+        when ``reducer`` declines (NotImplemented)."""
         try:
-            rv = obj.__reduce_ex__(5)
+            rv = obj.__reduce_ex__(5) if reducer is None else reducer(obj)
         except Exception:
-            return  # no saved form: pickling reports it, with the path
+            return True  # no saved form: pickling reports it, with the path
+        if rv is NotImplemented:
+            return False
         if not (isinstance(rv, tuple) and any(x is not None for x in rv[3:5])):
             # Kept unless it holds item iterators, which pickling can consume only once.
             self._reduced[id(obj)] = (obj, rv)
         for key, value in _reduced_parts(rv):
             self._visit(value, self._child(path, key), depth)
+        return True
 
     def reduced(self, obj: Any) -> Any:
         """The reduction the walk made of ``obj`` (None if it made none)."""
@@ -241,7 +271,7 @@ class LeafCollector:
         value, so it never wanders into a library's global state.
         """
         self._paths.setdefault(id(obj), path)
-        if by_reference(obj):
+        if by_reference(obj) or self._registry.is_opaque(type(obj)):
             return
         if isinstance(obj, dict):
             for k, v in tuple(obj.items()):
@@ -267,6 +297,9 @@ class LeafCollector:
                     for key in keys:
                         child = self._child(child, key)
                     self._visit(value, child, depth)
+            reducer = None if isinstance(obj, type) else self._reducer_for(type(obj))
+            if reducer is not None and self._visit_reduced(obj, path, depth, reducer):
+                return  # pickled through that reduction, never through __dict__ or slots
             state = getattr(obj, "__dict__", None)
             slots = _slots_of(type(obj))
             if (

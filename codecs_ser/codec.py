@@ -45,7 +45,13 @@ class CodecSpec:
     * ``namers``: a container type (matched along the MRO) and a function
       ``obj -> iterable of (tuple of keys, child)`` naming the leaves inside it;
     * ``reducers``: a type (matched exactly) and a function ``obj -> reduce tuple or
-      NotImplemented`` the skeleton pickler asks before its own reductions.
+      NotImplemented`` the skeleton pickler asks before its own reductions; the walk
+      names the leaves in what it returns.
+
+    ``opaque`` lists qualified type names (matched along the MRO) the walk does not
+    enter: compiled functions, whose insides are graphs and caches rather than the
+    user's data.  Leaves the pickler then meets inside them are named by their
+    codec's ``leaf_name`` (see :class:`CodecBase`).
     """
 
     codec_id: str
@@ -57,6 +63,7 @@ class CodecSpec:
     safe_globals: tuple[tuple[str, str], ...] = ()
     namers: tuple[tuple[str, str], ...] = ()
     reducers: tuple[tuple[str, str], ...] = ()
+    opaque: tuple[str, ...] = ()
 
 
 @final
@@ -175,6 +182,12 @@ class CodecBase(ABC):
     @abstractmethod
     def decode(self, encoded: Encoded, ctx: DecodeContext) -> Any:
         """Rebuild the leaf from what ``encode`` made (possibly by an older version)."""
+
+    def leaf_name(self, obj: Any) -> str | None:
+        """A name for a leaf the walk did not reach (one met only by the pickler, inside
+        an object saved its own way); None gives it a generated ``_unnamed/N``.
+        Clashes are resolved by the core (``W``, ``W_2``, ...)."""
+        return None
 
     def get_config(self) -> dict[str, Any]:
         return {"id": self.codec_id}

@@ -66,6 +66,8 @@ def _check_codec_spec(spec: CodecSpec) -> None:
             raise PluginValidationError(
                 f"{spec!r}: {hook} must be a tuple of (name, 'pkg.mod:Name') pairs"
             )
+    if not isinstance(spec.opaque, tuple) or not all(isinstance(n, str) and n for n in spec.opaque):
+        raise PluginValidationError(f"{spec!r}: opaque must be a tuple of qualified type names")
 
 
 def _check_backend_spec(spec: BackendSpec) -> None:
@@ -119,6 +121,8 @@ class Registry:
         self._hooks: dict[str, dict[str, tuple[str, CodecSpec]]] | None = None
         self._hook_objects: dict[tuple[str, str], Any] = {}
         self._hook_type_cache: dict[tuple[str, type], Any] = {}
+        self._opaque: frozenset[str] | None = None
+        self._opaque_cache: dict[type, bool] = {}
         self._origin: dict[str, tuple[str | None, str | None]] = {}
         self._broken: dict[str, PluginLoadError | PluginValidationError] = {}
         self._blocked: set[str] = set()
@@ -325,6 +329,8 @@ class Registry:
 
     def _clear_hooks(self) -> None:
         self._hooks = None
+        self._opaque = None
+        self._opaque_cache.clear()
         self._hook_objects.clear()
         self._hook_type_cache.clear()
 
@@ -395,6 +401,19 @@ class Registry:
     def reducer_for(self, tp: type) -> Any:
         """A plugin's pickling reduction for objects of exactly this type, or None."""
         return self._by_mro("reducers", tp, exact=True)
+
+    def is_opaque(self, tp: type) -> bool:
+        """Whether a plugin asks the walk not to enter objects of this type (by name: no import)."""
+        try:
+            return self._opaque_cache[tp]
+        except KeyError:
+            pass
+        if self._opaque is None:
+            self._ensure_scanned()
+            self._opaque = frozenset(n for s in self._codec_specs.values() for n in s.opaque)
+        found = bool(self._opaque) and any(_type_name(c) in self._opaque for c in tp.__mro__)
+        self._opaque_cache[tp] = found
+        return found
 
     def get_codec(
         self, codec_id: str, *, entry: str | None = None, dist: str | None = None

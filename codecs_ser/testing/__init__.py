@@ -47,6 +47,7 @@ __all__ = [
     "check_light_import",
     "check_roundtrip",
     "check_spec_matches_types",
+    "edit_entry_meta",
 ]
 
 
@@ -132,6 +133,29 @@ def check_light_import(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == "", f"import {module} imported {out}"
+
+
+def edit_entry_meta(path: str | os.PathLike[str], entry: str, **fields: Any) -> None:
+    """Rewrite fields of one entry's meta in a dir container, as a hostile file would.
+
+    For a codec's hostile tests: dump with ``backend="dir"``, damage the meta its
+    decoder reads, and check the load raises a ``codecs_ser.errors`` exception.  The
+    manifest's own checksum is dropped (a revision 1.0 manifest has none), so what is
+    tested is the decoder, not that checksum.  ``None`` as a value removes the field.
+    """
+    mpath = Path(path) / ".codecs_ser" / "manifest.msgpack"
+    manifest = msgpack.unpackb(mpath.read_bytes(), raw=False)
+    manifest.pop("manifest_checksum", None)
+    index = manifest["names"].index(entry)
+    record = msgpack.unpackb(manifest["entries"][index], raw=False)
+    meta = record[manifest["entry_fields"].index("meta")]
+    for key, value in fields.items():
+        if value is None:
+            meta.pop(key, None)
+        else:
+            meta[key] = value
+    manifest["entries"][index] = msgpack.packb(record, use_bin_type=True)
+    mpath.write_bytes(msgpack.packb(manifest, use_bin_type=True))
 
 
 class CodecConformance:
