@@ -8,18 +8,22 @@ tests build their own :class:`Registry`.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any
 
 from ._importing import import_object
 from ._known import KNOWN_BACKENDS, KNOWN_CODECS
+from ._plugin_table import AUTOLOAD_ENV as AUTOLOAD_ENV
+from ._plugin_table import (
+    PluginTable,
+    autoload_disabled,
+    check_import_string,
+    check_magic,
+)
 from .backend import Backend, BackendSpec
 from .codec import Codec, CodecSpec
 from .errors import (
     DuplicateRegistrationError,
-    PluginLoadError,
     PluginValidationError,
     UnknownBackendError,
     UnknownCodecError,
@@ -36,7 +40,6 @@ __all__ = [
 
 CODEC_GROUP = "codecs_ser.codecs"
 BACKEND_GROUP = "codecs_ser.backends"
-AUTOLOAD_ENV = "CODECS_SER_DISABLE_PLUGIN_AUTOLOAD"
 
 
 def _type_name(tp: type) -> str:
@@ -46,8 +49,7 @@ def _type_name(tp: type) -> str:
 def _check_codec_spec(spec: CodecSpec) -> None:
     if not isinstance(spec.codec_id, str) or not spec.codec_id:
         raise PluginValidationError(f"{spec!r}: codec_id must be a non-empty str")
-    if not isinstance(spec.impl, str) or ":" not in spec.impl:
-        raise PluginValidationError(f"{spec!r}: impl must be an import string 'pkg.mod:Name'")
+    check_import_string(spec, spec.impl)
     if not isinstance(spec.handles, tuple) or not all(
         isinstance(h, str) and h for h in spec.handles
     ):
@@ -73,8 +75,8 @@ def _check_codec_spec(spec: CodecSpec) -> None:
 def _check_backend_spec(spec: BackendSpec) -> None:
     if not isinstance(spec.backend_id, str) or not spec.backend_id:
         raise PluginValidationError(f"{spec!r}: backend_id must be a non-empty str")
-    if not isinstance(spec.impl, str) or ":" not in spec.impl:
-        raise PluginValidationError(f"{spec!r}: impl must be an import string 'pkg.mod:Name'")
+    check_import_string(spec, spec.impl)
+    check_magic(spec, spec.magic)
     if not all(isinstance(s, str) and s.startswith(".") for s in spec.suffixes):
         raise PluginValidationError(f"{spec!r}: suffixes must be strings such as '.tar'")
 
@@ -112,10 +114,12 @@ class Registry:
     """Known codecs and backends, by id and by the type names they handle."""
 
     def __init__(self, *, entry_points: bool = True, builtins: bool = True) -> None:
-        self._codec_specs: dict[str, CodecSpec] = {}
-        self._backend_specs: dict[str, BackendSpec] = {}
-        self._codecs: dict[str, Codec] = {}
-        self._backends: dict[str, Backend] = {}
+        self._codecs: PluginTable[CodecSpec] = PluginTable(
+            "codec", CodecSpec, "codec_id", _check_codec_spec, _check_codec_impl
+        )
+        self._backends: PluginTable[BackendSpec] = PluginTable(
+            "backend", BackendSpec, "backend_id", _check_backend_spec, _check_backend_impl
+        )
         self._by_type: dict[str, CodecSpec] = {}
         self._type_cache: dict[type, CodecSpec | None] = {}
         self._hooks: dict[str, dict[str, tuple[str, CodecSpec]]] | None = None
@@ -123,21 +127,17 @@ class Registry:
         self._hook_type_cache: dict[tuple[str, type], Any] = {}
         self._opaque: frozenset[str] | None = None
         self._opaque_cache: dict[type, bool] = {}
-        self._origin: dict[str, tuple[str | None, str | None]] = {}
-        self._broken: dict[str, PluginLoadError | PluginValidationError] = {}
-        self._blocked: set[str] = set()
         self._scanned = not entry_points
-        self._builtin: set[str] = set()
         if builtins:
             from .backends._specs import BUILTIN_BACKENDS
             from .codecs._specs import BUILTIN_CODECS
 
             for cspec in BUILTIN_CODECS:
                 self.register_codec(cspec)
-                self._builtin.add(cspec.codec_id)
+                self._codecs.builtin.add(cspec.codec_id)
             for bspec in BUILTIN_BACKENDS:
                 self.register_backend(bspec)
-                self._builtin.add("backend:" + bspec.backend_id)
+                self._backends.builtin.add(bspec.backend_id)
 
     # -- registration -------------------------------------------------------
 
@@ -165,33 +165,28 @@ class Registry:
                 handles=tuple(handles),
                 subclasses=subclasses,
             )
-        _check_codec_spec(spec)
-        if instance is not None:
-            _check_codec_impl(spec, instance)
-        old = self._codec_specs.get(spec.codec_id)
-        if old is not None and not replace:
-            if old == spec and instance is None:
-                return old
-            raise DuplicateRegistrationError("codec", spec.codec_id)
+        same = self._codecs.admit(spec, instance, replace=replace)
+        if same is not None:
+            return same
         if not replace:
             for name in spec.handles:
                 owner = self._by_type.get(name)
                 if owner is not None and owner.codec_id != spec.codec_id:
                     raise DuplicateRegistrationError("type", name)
+        old = self._codecs.specs.get(spec.codec_id)
         if old is not None:
-            for name in old.handles:
-                if self._by_type.get(name) is old:
-                    del self._by_type[name]
-            self._codecs.pop(spec.codec_id, None)
-        self._codec_specs[spec.codec_id] = spec
-        self._broken.pop(spec.codec_id, None)
+            self._forget_types(old)
+        self._codecs.store(spec, instance)
         for name in spec.handles:
             self._by_type[name] = spec
-        if instance is not None:
-            self._codecs[spec.codec_id] = instance
         self._type_cache.clear()
         self._clear_hooks()
         return spec
+
+    def _forget_types(self, spec: CodecSpec) -> None:
+        for name in spec.handles:
+            if self._by_type.get(name) is spec:
+                del self._by_type[name]
 
     def register_backend(
         self,
@@ -212,19 +207,10 @@ class Registry:
                 impl=f"{cls.__module__}:{cls.__qualname__}",
                 suffixes=tuple(suffixes),
             )
-        _check_backend_spec(spec)
-        if instance is not None:
-            _check_backend_impl(spec, instance)
-        old = self._backend_specs.get(spec.backend_id)
-        if old is not None and not replace:
-            if old == spec and instance is None:
-                return old
-            raise DuplicateRegistrationError("backend", spec.backend_id)
-        self._backend_specs[spec.backend_id] = spec
-        self._backends.pop(spec.backend_id, None)
-        self._broken.pop("backend:" + spec.backend_id, None)
-        if instance is not None:
-            self._backends[spec.backend_id] = instance
+        same = self._backends.admit(spec, instance, replace=replace)
+        if same is not None:
+            return same
+        self._backends.store(spec, instance)
         return spec
 
     def block(self, name: str) -> None:
@@ -232,16 +218,12 @@ class Registry:
 
         The core's own codecs and backends are not entry-point plugins and stay.
         """
-        self._blocked.add(name)
-        self._broken.pop(name, None)
-        self._broken.pop("backend:" + name, None)
-        if name in self._builtin:
-            return
-        self._codec_specs.pop(name, None)
-        self._codecs.pop(name, None)
-        self._by_type = {t: s for t, s in self._by_type.items() if s.codec_id != name}
-        self._type_cache.clear()
-        self._clear_hooks()
+        spec = self._codecs.specs.get(name)
+        if self._codecs.block(name, keep_builtin=True) and spec is not None:
+            self._forget_types(spec)
+            self._type_cache.clear()
+            self._clear_hooks()
+        self._backends.block(name, keep_builtin=True)
 
     # -- entry points --------------------------------------------------------
 
@@ -249,51 +231,11 @@ class Registry:
         if self._scanned:
             return
         self._scanned = True
-        if os.environ.get(AUTOLOAD_ENV, "") not in ("", "0"):
+        if autoload_disabled():
             return
-        from importlib.metadata import entry_points
-
-        for ep in entry_points(group=CODEC_GROUP):
-            self._load_entry_point(ep, CodecSpec)
-        for ep in entry_points(group=BACKEND_GROUP):
-            self._load_entry_point(ep, BackendSpec)
-
-    def _load_entry_point(self, ep: Any, kind: type) -> None:
-        if ep.name in self._blocked:
-            return
-        dist = getattr(getattr(ep, "dist", None), "name", None)
-        key = ep.name if kind is CodecSpec else "backend:" + ep.name
-        if key in self._builtin and dist != "codecs-ser":
-            return  # another distribution claims one of the core's own ids: the core's stays
-        try:
-            spec: Any = import_object(ep.value, entry_point=ep.name, dist=dist)
-            if not isinstance(spec, (CodecSpec, BackendSpec)) or not isinstance(spec, kind):
-                raise PluginValidationError(
-                    f"entry point {ep.name!r} = {ep.value!r} from {dist} must name a "
-                    f"{kind.__name__}, not {type(spec).__name__}"
-                )
-            if dist is not None and spec.dist is None:
-                spec = type(spec)(**{**_spec_fields(spec), "dist": dist})
-            if kind is CodecSpec:
-                if ep.name in self._codec_specs and self._codec_specs[ep.name].impl == spec.impl:
-                    return
-                self.register_codec(spec)
-            else:
-                if (
-                    ep.name in self._backend_specs
-                    and self._backend_specs[ep.name].impl == spec.impl
-                ):
-                    return
-                self.register_backend(spec)
-        except (PluginLoadError, PluginValidationError, DuplicateRegistrationError) as e:
-            # A broken plugin fails only when what it provides is needed.
-            if isinstance(e, DuplicateRegistrationError):
-                e = PluginValidationError(
-                    f"entry point {ep.name!r} from {dist} clashes with an already registered "
-                    f"{e.kind} {e.name!r}; uninstall one of the two, or block one with "
-                    f"codecs_ser.default_registry.block({ep.name!r})"
-                )
-            self._broken[key] = e
+        blocker = "codecs_ser.default_registry"
+        self._codecs.load_entry_points(CODEC_GROUP, self.register_codec, blocker)
+        self._backends.load_entry_points(BACKEND_GROUP, self.register_backend, blocker)
 
     # -- lookup --------------------------------------------------------------
 
@@ -301,13 +243,13 @@ class Registry:
     def codecs(self) -> Mapping[str, CodecSpec]:
         """Registered codec specs by id (read-only view)."""
         self._ensure_scanned()
-        return MappingProxyType(self._codec_specs)
+        return self._codecs.view()
 
     @property
     def backends(self) -> Mapping[str, BackendSpec]:
         """Registered backend specs by id (read-only view)."""
         self._ensure_scanned()
-        return MappingProxyType(self._backend_specs)
+        return self._backends.view()
 
     def spec_for_type(self, tp: type) -> CodecSpec | None:
         """The codec spec that owns a leaf type, or None (cached per type)."""
@@ -342,7 +284,7 @@ class Registry:
                 "namers": {},
                 "reducers": {},
             }
-            for spec in self._codec_specs.values():
+            for spec in self._codecs.specs.values():
                 for name in tables:
                     for key, target in getattr(spec, name):
                         tables[name].setdefault(key, (target, spec))
@@ -410,7 +352,7 @@ class Registry:
             pass
         if self._opaque is None:
             self._ensure_scanned()
-            self._opaque = frozenset(n for s in self._codec_specs.values() for n in s.opaque)
+            self._opaque = frozenset(n for s in self._codecs.specs.values() for n in s.opaque)
         found = bool(self._opaque) and any(_type_name(c) in self._opaque for c in tp.__mro__)
         self._opaque_cache[tp] = found
         return found
@@ -420,60 +362,44 @@ class Registry:
     ) -> Codec:
         """The codec instance for an id; imports its implementation on first use."""
         try:
-            return self._codecs[codec_id]
+            return self._codecs.instances[codec_id]
         except KeyError:
             pass
         self._ensure_scanned()
-        broken = self._broken.get(codec_id)
-        if broken is not None:
-            raise broken
-        spec = self._codec_specs.get(codec_id)
-        if spec is None:
-            raise UnknownCodecError(
+        return self._codecs.implementation(
+            codec_id,
+            lambda: UnknownCodecError(
                 codec_id,
                 dist=dist or KNOWN_CODECS.get(codec_id),
-                registered=list(self._codec_specs),
+                registered=list(self._codecs.specs),
                 entry=entry,
-            )
-        cls = import_object(spec.impl, entry_point=spec.codec_id, dist=spec.dist)
-        codec = cls() if isinstance(cls, type) else cls
-        _check_codec_impl(spec, codec)
-        self._codecs[codec_id] = codec
-        return codec
+            ),
+        )
 
     def get_backend(self, backend_id: str) -> Backend:
         """The backend instance for an id; imports its implementation on first use."""
         try:
-            return self._backends[backend_id]
+            return self._backends.instances[backend_id]
         except KeyError:
             pass
-        spec = self.get_backend_spec(backend_id)
-        cls = import_object(spec.impl, entry_point=spec.backend_id, dist=spec.dist)
-        backend = cls() if isinstance(cls, type) else cls
-        _check_backend_impl(spec, backend)
-        self._backends[backend_id] = backend
-        return backend
+        self._ensure_scanned()
+        return self._backends.implementation(backend_id, lambda: self._unknown(backend_id))
 
     def get_backend_spec(self, backend_id: str) -> BackendSpec:
         self._ensure_scanned()
-        spec = self._backend_specs.get(backend_id)
-        if spec is None:
-            broken = self._broken.get("backend:" + backend_id)
-            if broken is not None:
-                raise broken
-            raise UnknownBackendError(
-                backend_id,
-                dist=KNOWN_BACKENDS.get(backend_id),
-                registered=list(self._backend_specs),
-            )
-        return spec
+        return self._backends.spec(backend_id, lambda: self._unknown(backend_id))
+
+    def _unknown(self, backend_id: str) -> UnknownBackendError:
+        return UnknownBackendError(
+            backend_id, dist=KNOWN_BACKENDS.get(backend_id), registered=list(self._backends.specs)
+        )
 
     def backend_for_suffix(self, name: str) -> str | None:
         """The backend whose longest suffix ends ``name``, if any."""
         self._ensure_scanned()
         best: tuple[int, str] | None = None
         lower = name.lower()
-        for spec in self._backend_specs.values():
+        for spec in self._backends.specs.values():
             for suffix in spec.suffixes:
                 if lower.endswith(suffix.lower()) and (best is None or len(suffix) > best[0]):
                     best = (len(suffix), spec.backend_id)
@@ -484,7 +410,7 @@ class Registry:
         the earliest signature first (a zip's data may hold tar's signature at 257)."""
         self._ensure_scanned()
         found: list[tuple[int, str]] = []
-        for spec in self._backend_specs.values():
+        for spec in self._backends.specs.values():
             offsets = [
                 offset
                 for offset, magic in spec.magic
@@ -496,11 +422,7 @@ class Registry:
 
     def directory_backends(self) -> list[str]:
         self._ensure_scanned()
-        return [s.backend_id for s in self._backend_specs.values() if s.directory]
-
-
-def _spec_fields(spec: Any) -> dict[str, Any]:
-    return {name: getattr(spec, name) for name in spec.__dataclass_fields__}
+        return [s.backend_id for s in self._backends.specs.values() if s.directory]
 
 
 default_registry = Registry()

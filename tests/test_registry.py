@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import codecs_ser
+from codecs_ser.backend import BackendSpec
 from codecs_ser.codec import CodecBase, CodecSpec, DecodeContext, Encoded
 from codecs_ser.errors import (
     DuplicateRegistrationError,
@@ -547,3 +548,20 @@ def test_plugin_squatting_a_builtin_id(tmp_path: Path) -> None:
     assert lines[0] == "no error" or (
         "squatter" in lines[0] and lines[1:] == ["entries: ['a']", "loaded: [0, 1, 2]"]
     ), done.stdout + done.stderr
+
+
+def test_backend_magic_must_be_offset_and_bytes_pairs() -> None:
+    reg = Registry(entry_points=False)
+    for magic in (((-1, b"x"),), ((0, b""),), ((0, "text"),), ("tar",)):
+        with pytest.raises(PluginValidationError, match="magic"):
+            reg.register_backend(BackendSpec("bad", "m:C", magic=magic))  # type: ignore[arg-type]
+
+
+def test_block_removes_a_plugin_backend_but_not_a_builtin_one() -> None:
+    reg = Registry(entry_points=False)
+    reg.register_backend(BackendSpec("mine", "m:C", suffixes=(".mine",)))
+    assert reg.backend_for_suffix("x.mine") == "mine"
+    reg.block("mine")
+    assert "mine" not in reg.backends and reg.backend_for_suffix("x.mine") is None
+    reg.block("tar")
+    assert reg.backend_for_suffix("x.tar") == "tar"
