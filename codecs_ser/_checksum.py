@@ -8,7 +8,6 @@ offered for tamper evidence.
 
 from __future__ import annotations
 
-import hashlib
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -33,12 +32,24 @@ class _Crc32:
         return f"{self._value:08x}"
 
 
+def _sha256() -> Any:
+    import hashlib  # OpenSSL's bindings cost a few ms to import; most files use xxh3
+
+    return hashlib.sha256()
+
+
+def _blake2b() -> Any:
+    import hashlib
+
+    return hashlib.blake2b()
+
+
 _FACTORIES: dict[str, Callable[[], Any]] = {
     "xxh3_64": xxhash.xxh3_64,
     "xxh3_128": xxhash.xxh3_128,
     "crc32": _Crc32,
-    "sha256": hashlib.sha256,
-    "blake2b": hashlib.blake2b,
+    "sha256": _sha256,
+    "blake2b": _blake2b,
 }
 
 ALGORITHMS = tuple(sorted(_FACTORIES))

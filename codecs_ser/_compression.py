@@ -12,16 +12,14 @@ one is needed; zstd is used only where ``zstandard`` (or Python 3.14's
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import UsageError
 
 DEFLATE = "deflate"
 
 
-@dataclass(frozen=True, slots=True)
-class Algorithm:
+class Algorithm(NamedTuple):
     """One compression algorithm; ``magic`` is what its stream starts with."""
 
     name: str
@@ -45,8 +43,7 @@ MEMBER = {DEFLATE: Algorithm(DEFLATE, b"", 6, range(0, 10), ())}
 DEFAULT_FOR_BACKEND = {"tar": "gzip", "zip": DEFLATE}
 
 
-@dataclass(frozen=True, slots=True)
-class Choice:
+class Choice(NamedTuple):
     """A chosen compression: the algorithm's name and its level."""
 
     name: str

@@ -24,10 +24,21 @@ def _percent(ch: str) -> str:
     return "".join(f"%{b:02X}" for b in ch.encode("utf-8", "surrogatepass"))
 
 
-_ESCAPED = [ord("%"), ord("/"), ord("\\"), *range(0x20), 0x7F, *range(0x80, 0xA0)]
-_ESCAPED += [0x2028, 0x2029, *range(0xD800, 0xE000)]
-#: Separators, controls (C0, DEL, C1), line and paragraph separators and lone surrogates.
-_ESCAPES = {c: _percent(chr(c)) for c in _ESCAPED}
+#: Escapes of ASCII text: separators, C0 controls, DEL.  Those of other characters
+#: (C1 controls, line and paragraph separators, lone surrogates: 2,000 more) are made
+#: the first time a name is not ASCII, so importing codecs_ser stays cheap.
+_ASCII_ESCAPES = {c: _percent(chr(c)) for c in (ord("%"), ord("/"), ord("\\"), *range(0x20), 0x7F)}
+_ALL_ESCAPES: dict[int, str] = {}
+
+
+def _escapes(text: str) -> dict[int, str]:
+    if text.isascii():
+        return _ASCII_ESCAPES
+    if not _ALL_ESCAPES:
+        others = (*range(0x80, 0xA0), 0x2028, 0x2029, *range(0xD800, 0xE000))
+        _ALL_ESCAPES.update({c: _percent(chr(c)) for c in others})
+        _ALL_ESCAPES.update(_ASCII_ESCAPES)
+    return _ALL_ESCAPES
 
 
 def escape_component(key: Any) -> str:
@@ -37,7 +48,7 @@ def escape_component(key: Any) -> str:
     text = key if type(key) is str else repr(key)
     if not text:
         return "%"
-    out = text.translate(_ESCAPES)
+    out = text.translate(_escapes(text))
     if out[0] == ".":
         out = "%2E" + out[1:]
     raw = out.encode("utf-8")

@@ -66,6 +66,27 @@ def test_without_plugin_autoload_entry_points_are_never_read() -> None:
     assert steps["dump"] == [] and steps["load"] == []
 
 
+#: What only some calls need (sha256 checksums, compression, temporary files, plugins):
+#: imported by those calls, never by ``import codecs_ser`` (the import budget of
+#: benchmarks/bench_core.py, measured there, not here).
+ONLY_SOME_CALLS = (
+    "hashlib",
+    "bz2",
+    "lzma",
+    "tempfile",
+    "tarfile",
+    "zipfile",
+    "shutil",
+    "threading",
+    "cloudpickle",
+    "importlib.metadata",
+)
+
+
+def test_import_leaves_what_only_some_calls_need() -> None:
+    check_light_import("codecs_ser", forbidden=ONLY_SOME_CALLS)
+
+
 def test_check_light_import_helper() -> None:
     check_light_import()
     check_light_import("codecs_ser", forbidden=WATCHED)
