@@ -27,6 +27,7 @@ from .._files import AtomicFile, SeqWriter, Source, copy_prefix, identity
 from .._limits import exceeded, get_limits
 from ..backend import MemberRef
 from ..errors import FormatError
+from ._crc32 import crc32
 from ._inflate import InflatingReader
 
 MANIFEST = ".codecs_ser/manifest.msgpack"
@@ -161,7 +162,7 @@ class ZipWriter:
         data_offset = out.pos
         crc = 0
         for chunk in chunks:
-            crc = zlib.crc32(chunk, crc)
+            crc = crc32(chunk, crc)
             out.write(chunk)
         if out.pos - data_offset != size:
             raise ValueError(
@@ -217,7 +218,7 @@ class ZipWriter:
         crc = 0
         given = 0
         for chunk in chunks:
-            crc = zlib.crc32(chunk, crc)
+            crc = crc32(chunk, crc)
             given += memoryview(chunk).nbytes
             out.write(c.compress(chunk))
         out.write(c.flush())
