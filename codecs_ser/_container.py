@@ -68,6 +68,17 @@ def _byte_view(arr: np.ndarray) -> memoryview:
     return arr.reshape(-1).view(np.uint8).data
 
 
+#: Bytes hashed at a time, right before they are written or right after they are read:
+#: small enough to be still in the CPU's cache for the second step, so a dump or a
+#: verified load passes over memory once, not twice.
+HOT_PIECE = 1 << 20
+
+
+def _pieces(view: memoryview) -> Iterator[memoryview]:
+    for start in range(0, view.nbytes, HOT_PIECE):
+        yield view[start : start + HOT_PIECE]
+
+
 def _array_chunks(arr: np.ndarray) -> tuple[bool, Iterable[memoryview]]:
     """(fortran_order, chunks of the array's bytes in .npy order)."""
     if arr.flags.c_contiguous:
@@ -461,6 +472,8 @@ class Writer:
         if descr is None:
             descr = self._descr_cache[dtype] = descr_of(dtype)
         fortran, chunks = _array_chunks(arr)
+        if type(chunks) is tuple and chunks[0].nbytes > HOT_PIECE:
+            chunks = _pieces(chunks[0])  # hashed piece by piece, each written while hot
         header = build_header(descr, fortran, arr.shape)
         size = len(header) + arr.nbytes
         hasher = self._new_hasher()
@@ -1106,9 +1119,6 @@ def _hash_stream(f: Any, n: int, hasher: Any, blob: BlobInfo, source: str | None
         done += piece.nbytes
 
 
-#: Bytes read before they are hashed: small enough to be still in the CPU's cache when
-#: the hasher reads them, so a verified load passes over memory once, not twice.
-HOT_PIECE = 1 << 20
 
 
 def _readinto_hashed(
