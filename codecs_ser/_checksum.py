@@ -54,6 +54,22 @@ _FACTORIES: dict[str, Callable[[], Any]] = {
 
 ALGORITHMS = tuple(sorted(_FACTORIES))
 
+#: One call instead of three (new hasher, update, hexdigest): this runs per small blob.
+_ONE_SHOT: dict[str, Callable[[Any], str]] = {
+    "xxh3_64": xxhash.xxh3_64_hexdigest,
+    "xxh3_128": xxhash.xxh3_128_hexdigest,
+}
+
+
+def hexdigest(algorithm: str, data: Any) -> str:
+    """The digest of ``data`` in one call (FormatError for an unknown algorithm)."""
+    one_shot = _ONE_SHOT.get(algorithm)
+    if one_shot is not None:
+        return one_shot(data)
+    hasher = new_hasher(algorithm)
+    hasher.update(data)
+    return str(hasher.hexdigest())
+
 
 def new_hasher(algorithm: str) -> Any:
     """A fresh incremental hasher (``update`` / ``hexdigest``) for a named algorithm."""

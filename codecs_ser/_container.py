@@ -13,7 +13,6 @@ import platform
 import sys
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from typing import Any, Literal
 
 import msgpack
@@ -335,18 +334,19 @@ class Writer:
         views = self._find_views(collector.leaves)
         plan = SharePlan(self._next_buffer)
         encoded: dict[int, Encoded] = {}
-        for leaf in collector.leaves:
-            with _leaf_notes(leaf):
+        leaf: Leaf | None = None
+        try:
+            for leaf in collector.leaves:
                 enc = self._encode(leaf)
                 if enc is not None:
                     encoded[leaf.index] = enc
                     for role, arr in enc.arrays.items():
                         if isinstance(arr, BufferView):
                             plan.add(leaf.index, role, arr)
-        plan.plan()
-        self._next_buffer = plan.next_id
-        for leaf in collector.leaves:
-            with _leaf_notes(leaf):
+            leaf = None
+            plan.plan()
+            self._next_buffer = plan.next_id
+            for leaf in collector.leaves:
                 record = self._leaf_record(
                     leaf, obj_index, collector, encoded.get(leaf.index), plan
                 )
@@ -360,8 +360,12 @@ class Writer:
                             "strides": list(leaf.obj.strides),
                         },
                     }
-            self._names.append(leaf.stem)
-            self._entries.append(pack_entry(record))
+                self._names.append(leaf.stem)
+                self._entries.append(pack_entry(record))
+        except Exception as e:
+            if leaf is not None:
+                _note_leaf(e, leaf)
+            raise
 
     def _codec_for(self, spec: CodecSpec) -> tuple[Any, str | None]:
         """The codec of a spec and the version of its distribution, looked up once per dump."""
@@ -573,20 +577,15 @@ class Writer:
         self._bw.commit(manifest)
 
 
-@contextmanager
-def _leaf_notes(leaf: Leaf) -> Iterator[None]:
+def _note_leaf(e: Exception, leaf: Leaf) -> None:
     """Say which leaf (and codec) an error while encoding or writing it came from."""
-    try:
-        yield
-    except CodecsSerError as e:
+    if isinstance(e, CodecsSerError):
         e.add_note(f"while encoding {leaf.path or 'root'!r} ({_type_name(leaf.obj)})")
-        raise
-    except Exception as e:
+    else:
         e.add_note(
             f"while encoding {leaf.path or 'root'!r} ({_type_name(leaf.obj)}) with codec "
             f"{leaf.spec.codec_id!r}"
         )
-        raise
 
 
 def _prepend(first: memoryview, rest: Iterable[memoryview]) -> Iterator[memoryview]:
@@ -766,9 +765,13 @@ class Reader:
             hlen = self._foreign_header(bytes(buf[: 12 + get_limits().max_npy_header_bytes]), blob)
         self._check_data_size(blob, hlen)
         if self._verify:
-            hasher = _checksum.new_hasher(blob.checksum.partition(":")[0])
-            hasher.update(buf)
-            self._compare(blob, hasher)
+            algorithm, _, digest = blob.checksum.partition(":")
+            actual = _checksum.hexdigest(algorithm, buf)
+            if actual != digest:
+                raise IntegrityError(
+                    blob.member, algorithm=algorithm, expected=digest, actual=actual,
+                    path=self.m.source,
+                )  # fmt: skip
         if blob.nbytes == 0:
             return np.empty(blob.shape, blob.dtype)
         flat = np.frombuffer(buf, blob.dtype, offset=hlen)
@@ -1117,8 +1120,6 @@ def _hash_stream(f: Any, n: int, hasher: Any, blob: BlobInfo, source: str | None
         _readinto_exact(f, piece, blob, source)
         hasher.update(piece)
         done += piece.nbytes
-
-
 
 
 def _readinto_hashed(

@@ -233,7 +233,10 @@ def parse_entry(
         or not blobs_raw
     ):
         raise _fail("entry has a field of the wrong type, or no blobs", source, name)
-    blobs = tuple(parse_blob(b, source, name, i == 0, buffers) for i, b in enumerate(blobs_raw))
+    if len(blobs_raw) == 1:  # the usual entry: one array
+        blobs: tuple[BlobInfo, ...] = (parse_blob(blobs_raw[0], source, name, True, buffers),)
+    else:
+        blobs = tuple(parse_blob(b, source, name, i == 0, buffers) for i, b in enumerate(blobs_raw))
     return EntryInfo(index, name, obj, path, codec, version, dist, device, meta, blobs)
 
 
