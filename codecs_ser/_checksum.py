@@ -60,6 +60,26 @@ def factory(algorithm: str) -> Callable[[], Any]:
     return _FACTORIES[algorithm]
 
 
+def _crc32_hex(data: Any) -> str:
+    return f"{zlib.crc32(data):08x}"
+
+
+_ONE_SHOT: dict[str, Callable[[Any], str]] = {
+    "xxh3_64": xxhash.xxh3_64_hexdigest,
+    "xxh3_128": xxhash.xxh3_128_hexdigest,
+    "crc32": _crc32_hex,
+    "sha256": lambda data: hashlib.sha256(data).hexdigest(),
+    "blake2b": lambda data: hashlib.blake2b(data).hexdigest(),
+}
+
+
+def one_shot(algorithm: str) -> Callable[[Any], str]:
+    """A function from a whole buffer to its hex digest: for small blobs, one call
+    instead of a hasher's three (the digest is the incremental hasher's)."""
+    check_algorithm(algorithm)
+    return _ONE_SHOT[algorithm]
+
+
 def check_algorithm(algorithm: str) -> str:
     if algorithm not in _FACTORIES:
         raise ValueError(

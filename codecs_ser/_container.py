@@ -13,7 +13,6 @@ import platform
 import sys
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from typing import Any, Literal
 
 import msgpack
@@ -56,8 +55,12 @@ from .registry import Registry
 #: Non-contiguous arrays are copied out in pieces of about this size.
 CHUNK = 16 << 20
 _MISSING = object()
+#: Plain arrays up to this size are written through one gathered copy and one hash call.
+SMALL_WRITE = 1 << 16
 #: Blobs up to this size are read whole in one call.
 SMALL_BLOB = 1 << 20
+#: Larger blobs are read and hashed in pieces of this size (well inside the L2 cache).
+HASH_PIECE = 1 << 20
 _CORE_DIST = "codecs-ser"
 
 
@@ -192,6 +195,7 @@ class Writer:
         self._descr_cache: dict[np.dtype, Any] = {}
         self._codec_cache: dict[str, tuple[Any, str | None]] = {}
         self._new_hasher = _checksum.factory(self._algorithm)
+        self._digest = _checksum.one_shot(self._algorithm)
         self._existing = existing
         self._existing_reader = existing_reader
         self._code_policy = check_code_policy(code_by_value)
@@ -324,18 +328,39 @@ class Writer:
         views = self._find_views(collector.leaves)
         plan = SharePlan(self._next_buffer)
         encoded: dict[int, Encoded] = {}
-        for leaf in collector.leaves:
-            with _leaf_notes(leaf):
+        leaf: Leaf | None = None
+        try:
+            for leaf in collector.leaves:
                 enc = self._encode(leaf)
                 if enc is not None:
                     encoded[leaf.index] = enc
                     for role, arr in enc.arrays.items():
                         if isinstance(arr, BufferView):
                             plan.add(leaf.index, role, arr)
+        except Exception as e:
+            _note_leaf(e, leaf)
+            raise
         plan.plan()
         self._next_buffer = plan.next_id
-        for leaf in collector.leaves:
-            with _leaf_notes(leaf):
+        names, entries = self._names, self._entries
+        # Small plain arrays take a short path (one hash call, one gathered write); the
+        # bytes written are those of the general path below.
+        small = self._dedupe is None
+        leaf = None
+        try:
+            for leaf in collector.leaves:
+                arr = leaf.obj
+                if (
+                    small
+                    and type(arr) is np.ndarray
+                    and leaf.index not in encoded
+                    and leaf.index not in views
+                    and arr.nbytes <= SMALL_WRITE
+                    and arr.flags.c_contiguous
+                ):
+                    entries.append(self._small_entry(leaf, obj_index))
+                    names.append(leaf.stem)
+                    continue
                 record = self._leaf_record(
                     leaf, obj_index, collector, encoded.get(leaf.index), plan
                 )
@@ -346,11 +371,44 @@ class Writer:
                         "view": {
                             "base": base.index,
                             "offset": offset,
-                            "strides": list(leaf.obj.strides),
+                            "strides": list(arr.strides),
                         },
                     }
-            self._names.append(leaf.stem)
-            self._entries.append(pack_entry(record))
+                names.append(leaf.stem)
+                entries.append(pack_entry(record))
+        except Exception as e:
+            _note_leaf(e, leaf)
+            raise
+
+    def _small_entry(self, leaf: Leaf, obj_index: int) -> bytes:
+        """The packed manifest record of a small C-contiguous ndarray leaf, its blob
+        written: the member is built whole and hashed in one call."""
+        arr = leaf.obj
+        spec = leaf.spec
+        codec, _ = self._codec_for(spec)
+        dtype = arr.dtype
+        descr = self._descr_cache.get(dtype)
+        if descr is None:
+            descr = self._descr_cache[dtype] = descr_of(dtype)
+        member = leaf.stem + ".npy"
+        blob = build_header(descr, False, arr.shape) + _byte_view(arr)
+        offset = self._bw.write_member(member, len(blob), (memoryview(blob),))
+        checksum = self._algorithm + ":" + self._digest(blob)
+        if self._progress is not None:
+            self._progress.advance(arr.nbytes)
+        blob_record = ["data", member, offset, len(blob), descr, arr.shape, False, checksum, None]
+        return pack_entry(
+            [
+                obj_index,
+                leaf.path,
+                spec.codec_id,
+                codec.codec_version,
+                spec.dist,
+                None,
+                {},
+                [blob_record],
+            ]
+        )
 
     def _codec_for(self, spec: CodecSpec) -> tuple[Any, str | None]:
         """The codec of a spec and the version of its distribution, looked up once per dump."""
@@ -560,20 +618,17 @@ class Writer:
         self._bw.commit(manifest)
 
 
-@contextmanager
-def _leaf_notes(leaf: Leaf) -> Iterator[None]:
+def _note_leaf(e: Exception, leaf: Leaf | None) -> None:
     """Say which leaf (and codec) an error while encoding or writing it came from."""
-    try:
-        yield
-    except CodecsSerError as e:
+    if leaf is None:
+        return
+    if isinstance(e, CodecsSerError):
         e.add_note(f"while encoding {leaf.path or 'root'!r} ({_type_name(leaf.obj)})")
-        raise
-    except Exception as e:
+    else:
         e.add_note(
             f"while encoding {leaf.path or 'root'!r} ({_type_name(leaf.obj)}) with codec "
             f"{leaf.spec.codec_id!r}"
         )
-        raise
 
 
 def _prepend(first: memoryview, rest: Iterable[memoryview]) -> Iterator[memoryview]:
@@ -698,9 +753,7 @@ class Reader:
             if sparse is not None:
                 read_sparse(sparse, f.tell(), target.nbytes, target, hasher, blob, self.m.source)
             else:
-                _readinto_exact(f, target, blob, self.m.source)
-                if hasher is not None:
-                    hasher.update(target)
+                _readinto_hashed(f, target, hasher, blob, self.m.source)
         if hasher is not None:
             self._compare(blob, hasher)
         return arr
@@ -1104,6 +1157,21 @@ def _hash_stream(f: Any, n: int, hasher: Any, blob: BlobInfo, source: str | None
         _readinto_exact(f, piece, blob, source)
         hasher.update(piece)
         done += piece.nbytes
+
+
+def _readinto_hashed(
+    f: Any, target: memoryview, hasher: Any, blob: BlobInfo, source: str | None
+) -> None:
+    """Fill ``target`` piece by piece, hashing each piece right after reading it: the
+    bytes are still in the CPU cache, so a verified load passes over the data once."""
+    if hasher is None:
+        _readinto_exact(f, target, blob, source)
+        return
+    total = target.nbytes
+    for start in range(0, total, HASH_PIECE):
+        piece = target[start : start + HASH_PIECE]
+        _readinto_exact(f, piece, blob, source)
+        hasher.update(piece)
 
 
 def _read_exact(f: Any, n: int, blob: BlobInfo | None, source: str | None) -> bytes:
