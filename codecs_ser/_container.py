@@ -20,6 +20,7 @@ import numpy as np
 
 from . import _checksum
 from ._buffers import Placement, SharePlan, assemble, view_in
+from ._bulk import PlainPrefetch
 from ._byvalue import qualified_name
 from ._clock import now
 from ._limits import exceeded, get_limits
@@ -688,6 +689,9 @@ class Reader:
         self._verify = (not mmap) if verify is None else bool(verify)
         self._map_location = map_location
         self._decoded: dict[int, Any] = {}
+        #: The object of each entry the whole-object pass decoded (codecs_ser._bulk).
+        self._owners: dict[int, int] = {}
+        self._prefetch: PlainPrefetch | None = None
         self._resolving: set[int] = set()
         self._shared: dict[Any, Any] = {}
         self._buffers: dict[int, np.ndarray] = {}
@@ -1036,6 +1040,11 @@ class Reader:
     def load_object(self, obj_index: int, *, trusted: Any) -> Any:
         obj = self.m.objects[obj_index]
         data = self.read_skeleton(obj)
+        if not self._mmap and type(self._registry.get_codec(NDARRAY_CODEC)) is NdarrayCodec:
+            if self._prefetch is None:
+                self._prefetch = PlainPrefetch(self.m, self._br, verify=self._verify)
+            advance = self.progress.advance if self.progress is not None else None
+            self._prefetch.run(obj_index, self._decoded, self._owners, advance)
         resolve = self._resolver(obj_index)
         if obj.skeleton_format == "msgpack":
             return unpack_msgpack(data, resolve)
@@ -1050,9 +1059,13 @@ class Reader:
         )
 
     def _resolver(self, obj_index: int) -> Any:
+        owners = self._owners
+
         def resolve(index: int) -> Any:
-            entry = self.m.entry(index)
-            if entry.object > obj_index:
+            owner = owners.get(index)
+            if owner is None:
+                owner = self.m.entry(index).object
+            if owner > obj_index:
                 raise FormatError(
                     "skeleton refers to an entry of a later object", path=self.m.source
                 )

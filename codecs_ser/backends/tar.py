@@ -160,6 +160,10 @@ class TarWriter:
 class TarReader:
     """Finds the manifest through the trailer; reads members by the offsets it records."""
 
+    #: ``map_member`` slices one mapping of the whole file: cheap enough to read
+    #: thousands of small members through (codecs_ser._bulk).
+    maps_cheaply = True
+
     def __init__(self, source: Any) -> None:
         self._src = Source(source)
         self._index: dict[str, tuple[int, int]] | None = None
