@@ -5,7 +5,8 @@ Run ``python benchmarks/bench_core.py [--quick] [--dir TMPDIR] [--repeat N]``.
 The machine is shared and noisy, so every figure is the best of N repeats and is
 reported as a ratio to a baseline measured in the same run: a raw write or read
 of the same number of bytes as one contiguous buffer (the physical limit), and
-pickle protocol 5, joblib and one ``numpy.save`` file per array (the peers).
+pickle protocol 5, joblib, one ``numpy.save`` file per array and safetensors (the peers);
+peak memory is measured with tracemalloc in one more, untimed run.
 Ratios are codecs_ser seconds divided by baseline seconds: lower is better.
 """
 
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -54,7 +56,7 @@ KIND_LABEL = {
     MMAP_TOUCH: "load mmap + touch",
 }
 
-PEERS = ("pickle5", "joblib", "np.save")
+PEERS = ("pickle5", "joblib", "np.save", "safetensors")
 BACKENDS = ("tar", "zip", "dir")
 
 
@@ -76,6 +78,7 @@ def _import_library() -> ModuleType:
 
 
 joblib = _import_optional("joblib")
+st_numpy = _import_optional("safetensors.numpy")
 cs: ModuleType  # set in main(), so --help works without the library
 
 
@@ -465,7 +468,103 @@ def measure_peers(wl: Workload, work: Path, repeat: int, notes: list[str]) -> di
     else:
         peers["joblib"] = measure_joblib(wl, work, repeat)
     peers["np.save"] = measure_npsave(wl, work, repeat)
+    if st_numpy is None:
+        notes.append("safetensors is not installed: its column is left empty.")
+        peers["safetensors"] = {}
+    else:
+        peers["safetensors"] = measure_safetensors(wl, work, repeat)
     return peers
+
+
+def safetensors_dump(flat: dict[str, np.ndarray], path: Path, sync: bool) -> None:
+    """safetensors.numpy.save_file of the flat dict ("/"-joined names)."""
+    assert st_numpy is not None
+    st_numpy.save_file(flat, str(path))
+    if sync:
+        fsync_file(path)
+        fsync_dir(path.parent)
+
+
+def safetensors_load(path: Path) -> Any:
+    """safetensors.numpy.load_file, then touch every page."""
+    assert st_numpy is not None
+    obj = st_numpy.load_file(str(path))
+    touch(obj)
+    return obj
+
+
+def measure_safetensors(wl: Workload, work: Path, repeat: int) -> dict[str, float]:
+    """safetensors: dump, dump+fsync, load (it has no mmap load into numpy)."""
+    path = work / "peer.safetensors"
+    flat = {k: np.ascontiguousarray(v) for k, v in wl.flat.items()}
+    res = measure_writes(lambda p, s: safetensors_dump(flat, p, s), path, repeat)
+    os.sync()
+    res[READ] = best_of(lambda: safetensors_load(path), repeat)
+    remove(path)
+    return res
+
+
+# --------------------------------------------------------------------------- peak memory
+
+
+def peak_mib(fn: Callable[[], object], setup: Callable[[], None] | None = None) -> float:
+    """Peak of Python and numpy allocations (tracemalloc) above the start during one
+    untimed run of ``fn``, in MiB; memory-mapped pages are not allocations, not counted."""
+    if setup is not None:
+        setup()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        result = fn()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    del result
+    return peak / MiB
+
+
+def peer_peaks(wl: Workload, work: Path) -> dict[str, tuple[float | None, float | None]]:
+    """(dump, load) peak MiB of each installed peer, one untimed run each."""
+    out: dict[str, tuple[float | None, float | None]] = {}
+    keys = list(wl.flat)
+    flat = {k: np.ascontiguousarray(v) for k, v in wl.flat.items()}
+    cases: list[tuple[str, Path, Callable[[Path], None], Callable[[Path], object]]] = [
+        ("pickle5", work / "pk.pkl", lambda p: pickle_dump(wl.obj, p, False), pickle_load),
+        (
+            "np.save",
+            work / "pk_npy",
+            lambda p: npsave_dump(wl.flat, p, False),
+            lambda p: npsave_load(keys, p, False, True),
+        ),
+    ]
+    if joblib is not None:
+        cases.append(
+            (
+                "joblib",
+                work / "pk.joblib",
+                lambda p: joblib_dump(wl.obj, p, False),
+                lambda p: joblib_load(p, False, True),
+            )
+        )
+    if st_numpy is not None:
+        cases.append(
+            (
+                "safetensors",
+                work / "pk.safetensors",
+                lambda p: safetensors_dump(flat, p, False),
+                safetensors_load,
+            )
+        )
+    for name, path, dump, load in cases:
+        try:
+            out[name] = (
+                peak_mib(partial(dump, path), fresh_target(path)),
+                peak_mib(partial(load, path)),
+            )
+        except Exception:
+            out[name] = (None, None)
+        remove(path)
+    return out
 
 
 # --------------------------------------------------------------------------- codecs_ser
@@ -479,6 +578,7 @@ class Row:
     kind: str
     seconds: float | None
     error: str | None = None
+    peak: float | None = None
 
 
 def attempt(
@@ -490,7 +590,9 @@ def attempt(
 ) -> Row:
     """Time one operation; a failure becomes a row with the error instead of a crash."""
     try:
-        return Row(label, kind, best_of(fn, repeat, setup))
+        row = Row(label, kind, best_of(fn, repeat, setup))
+        row.peak = peak_mib(fn, setup)
+        return row
     except Exception as exc:
         return Row(label, kind, None, describe_error(exc))
 
@@ -635,6 +737,7 @@ class Result:
     peers: dict[str, dict[str, float]]
     rows: list[Row]
     notes: list[str]
+    peaks: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
 
     def row(self, label: str) -> Row | None:
         """The row with this label, if measured."""
@@ -657,8 +760,8 @@ def fmt_s(seconds: float | None) -> str:
 
 
 HEADER = ("operation", "seconds", "ratio to limit", "ratio to pickle5", "ratio to joblib")
-HEADER += ("ratio to np.save",)
-WIDTHS = (34, 10, 15, 17, 16, 17)
+HEADER += ("ratio to np.save", "ratio to safetensors")
+WIDTHS = (34, 10, 15, 17, 16, 17, 20)
 
 
 def line(cells: tuple[str, ...]) -> str:
@@ -672,16 +775,16 @@ def line(cells: tuple[str, ...]) -> str:
 def table_rows(res: Result) -> Iterator[tuple[str, ...]]:
     """Baseline rows first, then codecs_ser rows with every ratio."""
     lim = res.limits
-    yield ("limit: raw write", fmt_s(lim[WRITE]), "1.00x", "-", "-", "-")
-    yield ("limit: raw write + fsync", fmt_s(lim[WRITE_SYNC]), "1.00x", "-", "-", "-")
-    yield ("limit: raw read (fresh buffer)", fmt_s(lim[READ]), "1.00x", "-", "-", "-")
+    yield ("limit: raw write", fmt_s(lim[WRITE]), "1.00x", "-", "-", "-", "-")
+    yield ("limit: raw write + fsync", fmt_s(lim[WRITE_SYNC]), "1.00x", "-", "-", "-", "-")
+    yield ("limit: raw read (fresh buffer)", fmt_s(lim[READ]), "1.00x", "-", "-", "-", "-")
     warm = res.warm_read
-    yield ("info: raw read (pre-faulted)", fmt_s(warm), ratio(warm, lim[READ]), "-", "-", "-")
-    yield ("info: page-touch pass alone", fmt_s(res.touch_s), "-", "-", "-", "-")
+    yield ("info: raw read (pre-faulted)", fmt_s(warm), ratio(warm, lim[READ]), "-", "-", "-", "-")
+    yield ("info: page-touch pass alone", fmt_s(res.touch_s), "-", "-", "-", "-", "-")
     for peer in PEERS:
         for kind, seconds in res.peers[peer].items():
             label = f"peer: {peer} {KIND_LABEL[kind]}"
-            yield (label, fmt_s(seconds), ratio(seconds, lim.get(kind)), "-", "-", "-")
+            yield (label, fmt_s(seconds), ratio(seconds, lim.get(kind)), "-", "-", "-", "-")
     for r in res.rows:
         peer_cells = tuple(ratio(r.seconds, res.peers[p].get(r.kind)) for p in PEERS)
         yield (r.label, fmt_s(r.seconds), ratio(r.seconds, lim.get(r.kind)), *peer_cells)
@@ -701,11 +804,23 @@ def print_table(res: Result) -> None:
                 ms = "ERROR" if r.seconds is None else f"{r.seconds * 1e3:.3f} ms"
                 print(f"  {r.label}: {ms}")
     print_mmap(res)
+    print_peaks(res)
     for r in res.rows:
         if r.error:
             print(f"  error in {r.label}: {r.error}")
     for note in res.notes:
         print(f"  note: {note}")
+
+
+def print_peaks(res: Result) -> None:
+    """Peak allocations (tracemalloc, one untimed run each) of peers and codecs_ser rows."""
+    print("  peak memory above the start (MiB, tracemalloc; mapped pages not counted):")
+    for peer, (dump, load) in res.peaks.items():
+        cells = " | ".join("-" if v is None else f"{v:.1f}" for v in (dump, load))
+        print(f"    peer {peer:12} dump | load: {cells}")
+    for r in res.rows:
+        if r.peak is not None:
+            print(f"    {r.label:34} {r.peak:.1f}")
 
 
 def print_mmap(res: Result) -> None:
@@ -853,6 +968,8 @@ def print_machine(work_root: Path) -> None:
     print(f"  python: {sys.version.split()[0]} ({platform.python_implementation()})")
     print(f"  numpy: {np.__version__}")
     print(f"  joblib: {getattr(joblib, '__version__', 'not installed')}")
+    st_version = getattr(_import_optional("safetensors"), "__version__", "not installed")
+    print(f"  safetensors: {st_version}")
     print(f"  codecs_ser: {getattr(cs, '__version__', '?')} from {Path(cs.__file__).parent}")
     print(f"  temp dir: {work_root}")
 
@@ -873,7 +990,8 @@ def run_workload(wl: Workload, work: Path, repeat: int) -> Result:
         print(f"... {wl.title}: codecs_ser {backend}", flush=True)
         rows += measure_backend(wl, work, backend, repeat, notes)
     rows.append(measure_fileobj(wl, work, repeat))
-    return Result(wl, limits, warm, touch_s, peers, rows, notes)
+    peaks = peer_peaks(wl, work)
+    return Result(wl, limits, warm, touch_s, peers, rows, notes, peaks)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

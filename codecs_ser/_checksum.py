@@ -54,22 +54,6 @@ _FACTORIES: dict[str, Callable[[], Any]] = {
 
 ALGORITHMS = tuple(sorted(_FACTORIES))
 
-#: One call instead of three (new hasher, update, hexdigest): this runs per small blob.
-_ONE_SHOT: dict[str, Callable[[Any], str]] = {
-    "xxh3_64": xxhash.xxh3_64_hexdigest,
-    "xxh3_128": xxhash.xxh3_128_hexdigest,
-}
-
-
-def hexdigest(algorithm: str, data: Any) -> str:
-    """The digest of ``data`` in one call (FormatError for an unknown algorithm)."""
-    one_shot = _ONE_SHOT.get(algorithm)
-    if one_shot is not None:
-        return one_shot(data)
-    hasher = new_hasher(algorithm)
-    hasher.update(data)
-    return str(hasher.hexdigest())
-
 
 def new_hasher(algorithm: str) -> Any:
     """A fresh incremental hasher (``update`` / ``hexdigest``) for a named algorithm."""
@@ -85,6 +69,46 @@ def factory(algorithm: str) -> Callable[[], Any]:
     """The constructor of hashers for an algorithm (for callers that make many)."""
     check_algorithm(algorithm)
     return _FACTORIES[algorithm]
+
+
+def _crc32_hex(data: Any) -> str:
+    return f"{zlib.crc32(data):08x}"
+
+
+def _incremental(factory: Callable[[], Any]) -> Callable[[Any], str]:
+    def digest(data: Any) -> str:
+        hasher = factory()
+        hasher.update(data)
+        return str(hasher.hexdigest())
+
+    return digest
+
+
+#: One call instead of three (new hasher, update, hexdigest): this runs per small blob.
+_ONE_SHOT: dict[str, Callable[[Any], str]] = {
+    "xxh3_64": xxhash.xxh3_64_hexdigest,
+    "xxh3_128": xxhash.xxh3_128_hexdigest,
+    "crc32": _crc32_hex,
+    "sha256": _incremental(_sha256),
+    "blake2b": _incremental(_blake2b),
+}
+
+
+def hexdigest(algorithm: str, data: Any) -> str:
+    """The digest of ``data`` in one call (FormatError for an unknown algorithm)."""
+    digest = _ONE_SHOT.get(algorithm)
+    if digest is None:
+        raise FormatError(
+            f"unknown checksum algorithm {algorithm!r}; known: {', '.join(ALGORITHMS)}"
+        )
+    return digest(data)
+
+
+def one_shot(algorithm: str) -> Callable[[Any], str]:
+    """A function from a whole buffer to its hex digest: for small blobs, one call
+    instead of a hasher's three (the digest is the incremental hasher's)."""
+    check_algorithm(algorithm)
+    return _ONE_SHOT[algorithm]
 
 
 def check_algorithm(algorithm: str) -> str:

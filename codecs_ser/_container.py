@@ -20,6 +20,7 @@ import numpy as np
 
 from . import _checksum
 from ._buffers import Placement, SharePlan, assemble, view_in
+from ._bulk import PlainPrefetch
 from ._byvalue import qualified_name
 from ._clock import now
 from ._limits import exceeded, get_limits
@@ -55,6 +56,8 @@ from .registry import Registry
 #: Non-contiguous arrays are copied out in pieces of about this size.
 CHUNK = 16 << 20
 _MISSING = object()
+#: Plain arrays up to this size are written through one gathered copy and one hash call.
+SMALL_WRITE = 1 << 16
 #: Blobs up to this size are read whole in one call.
 SMALL_BLOB = 1 << 20
 _CORE_DIST = "codecs-ser"
@@ -202,6 +205,7 @@ class Writer:
         self._descr_cache: dict[np.dtype, Any] = {}
         self._codec_cache: dict[str, tuple[Any, str | None]] = {}
         self._new_hasher = _checksum.factory(self._algorithm)
+        self._digest = _checksum.one_shot(self._algorithm)
         self._existing = existing
         self._existing_reader = existing_reader
         self._code_policy = check_code_policy(code_by_value)
@@ -343,10 +347,30 @@ class Writer:
                     for role, arr in enc.arrays.items():
                         if isinstance(arr, BufferView):
                             plan.add(leaf.index, role, arr)
-            leaf = None
-            plan.plan()
-            self._next_buffer = plan.next_id
+        except Exception as e:
+            _note_leaf(e, leaf)
+            raise
+        plan.plan()
+        self._next_buffer = plan.next_id
+        names, entries = self._names, self._entries
+        # Small plain arrays take a short path (one hash call, one gathered write); the
+        # bytes written are those of the general path below.
+        small = self._dedupe is None
+        leaf = None
+        try:
             for leaf in collector.leaves:
+                arr = leaf.obj
+                if (
+                    small
+                    and type(arr) is np.ndarray
+                    and leaf.index not in encoded
+                    and leaf.index not in views
+                    and arr.nbytes <= SMALL_WRITE
+                    and arr.flags.c_contiguous
+                ):
+                    entries.append(self._small_entry(leaf, obj_index))
+                    names.append(leaf.stem)
+                    continue
                 record = self._leaf_record(
                     leaf, obj_index, collector, encoded.get(leaf.index), plan
                 )
@@ -357,15 +381,44 @@ class Writer:
                         "view": {
                             "base": base.index,
                             "offset": offset,
-                            "strides": list(leaf.obj.strides),
+                            "strides": list(arr.strides),
                         },
                     }
-                self._names.append(leaf.stem)
-                self._entries.append(pack_entry(record))
+                names.append(leaf.stem)
+                entries.append(pack_entry(record))
         except Exception as e:
-            if leaf is not None:
-                _note_leaf(e, leaf)
+            _note_leaf(e, leaf)
             raise
+
+    def _small_entry(self, leaf: Leaf, obj_index: int) -> bytes:
+        """The packed manifest record of a small C-contiguous ndarray leaf, its blob
+        written: the member is built whole and hashed in one call."""
+        arr = leaf.obj
+        spec = leaf.spec
+        codec, _ = self._codec_for(spec)
+        dtype = arr.dtype
+        descr = self._descr_cache.get(dtype)
+        if descr is None:
+            descr = self._descr_cache[dtype] = descr_of(dtype)
+        member = leaf.stem + ".npy"
+        blob = build_header(descr, False, arr.shape) + _byte_view(arr)
+        offset = self._bw.write_member(member, len(blob), (memoryview(blob),))
+        checksum = self._algorithm + ":" + self._digest(blob)
+        if self._progress is not None:
+            self._progress.advance(arr.nbytes)
+        blob_record = ["data", member, offset, len(blob), descr, arr.shape, False, checksum, None]
+        return pack_entry(
+            [
+                obj_index,
+                leaf.path,
+                spec.codec_id,
+                codec.codec_version,
+                spec.dist,
+                None,
+                {},
+                [blob_record],
+            ]
+        )
 
     def _codec_for(self, spec: CodecSpec) -> tuple[Any, str | None]:
         """The codec of a spec and the version of its distribution, looked up once per dump."""
@@ -577,8 +630,10 @@ class Writer:
         self._bw.commit(manifest)
 
 
-def _note_leaf(e: Exception, leaf: Leaf) -> None:
+def _note_leaf(e: Exception, leaf: Leaf | None) -> None:
     """Say which leaf (and codec) an error while encoding or writing it came from."""
+    if leaf is None:
+        return
     if isinstance(e, CodecsSerError):
         e.add_note(f"while encoding {leaf.path or 'root'!r} ({_type_name(leaf.obj)})")
     else:
@@ -645,6 +700,9 @@ class Reader:
         self._verify = (not mmap) if verify is None else bool(verify)
         self._map_location = map_location
         self._decoded: dict[int, Any] = {}
+        #: The object of each entry the whole-object pass decoded (codecs_ser._bulk).
+        self._owners: dict[int, int] = {}
+        self._prefetch: PlainPrefetch | None = None
         self._resolving: set[int] = set()
         self._shared: dict[Any, Any] = {}
         self._buffers: dict[int, np.ndarray] = {}
@@ -999,6 +1057,11 @@ class Reader:
     def load_object(self, obj_index: int, *, trusted: Any) -> Any:
         obj = self.m.objects[obj_index]
         data = self.read_skeleton(obj)
+        if not self._mmap and type(self._registry.get_codec(NDARRAY_CODEC)) is NdarrayCodec:
+            if self._prefetch is None:
+                self._prefetch = PlainPrefetch(self.m, self._br, verify=self._verify)
+            advance = self.progress.advance if self.progress is not None else None
+            self._prefetch.run(obj_index, self._decoded, self._owners, advance)
         resolve = self._resolver(obj_index)
         if obj.skeleton_format == "msgpack":
             return unpack_msgpack(data, resolve)
@@ -1013,9 +1076,13 @@ class Reader:
         )
 
     def _resolver(self, obj_index: int) -> Any:
+        owners = self._owners
+
         def resolve(index: int) -> Any:
-            entry = self.m.entry(index)
-            if entry.object > obj_index:
+            owner = owners.get(index)
+            if owner is None:
+                owner = self.m.entry(index).object
+            if owner > obj_index:
                 raise FormatError(
                     "skeleton refers to an entry of a later object", path=self.m.source
                 )

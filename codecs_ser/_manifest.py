@@ -147,6 +147,24 @@ def _parse_buffer(raw: Any, shape: list[int], source: str | None, entry: str) ->
     return BufferInfo(bid, nbytes, offset, tuple(strides))
 
 
+#: dtypes of plain type strings ('<f4', '|b1') met in manifests: the same few thousands of
+#: times in a container of many small arrays, so each is checked and built once.
+_PLAIN_DTYPES: dict[str, np.dtype] = {}
+_PLAIN_TYPE = re.compile(r"[<>|][A-Za-z?][0-9]{1,3}")
+
+
+def plain_dtype(descr: str) -> np.dtype | None:
+    """The dtype of a plain type string ('<f4'), checked once per string; None for any
+    other description or one this version refuses."""
+    dtype = _PLAIN_DTYPES.get(descr)
+    if dtype is None and len(_PLAIN_DTYPES) < 256 and _PLAIN_TYPE.fullmatch(descr):
+        try:
+            dtype = _PLAIN_DTYPES[descr] = dtype_from_descr(descr)
+        except FormatError:
+            return None
+    return dtype
+
+
 def parse_blob(
     raw: Any, source: str | None, entry: str, primary: bool, buffers: bool = False
 ) -> BlobInfo:
@@ -154,6 +172,7 @@ def parse_blob(
     if type(raw) is not list or len(raw) < _NB:
         raise _fail("blob record is not a list of the blob fields", source, entry)
     role, member, offset, size, descr, shape, fortran, checksum, name = raw[:_NB]
+    limits = get_limits()
     if (
         type(role) is not str
         or type(member) is not str
@@ -162,7 +181,7 @@ def parse_blob(
         or type(size) is not int
         or size < 0
         or type(shape) is not list
-        or len(shape) > get_limits().max_ndim
+        or len(shape) > limits.max_ndim
         or type(fortran) is not bool
         or type(checksum) is not str
         or not (name is None or type(name) is str)
@@ -176,10 +195,14 @@ def parse_blob(
         raise _fail(f"blob member name {member!r} breaks the naming rules", source, entry)
     if name is not None and _NAME.fullmatch(name) is None:
         raise _fail(f"blob name {name!r} breaks the naming rules", source, entry)
-    try:
-        dtype = dtype_from_descr(descr)
-    except FormatError as e:
-        raise _fail(e.message, source, entry) from None
+    dtype = _PLAIN_DTYPES.get(descr) if type(descr) is str else None
+    if dtype is None or limits.max_dtype_fields < 1:
+        try:
+            dtype = dtype_from_descr(descr)
+        except FormatError as e:
+            raise _fail(e.message, source, entry) from None
+        if type(descr) is str and len(_PLAIN_DTYPES) < 256 and _PLAIN_TYPE.fullmatch(descr):
+            _PLAIN_DTYPES[descr] = dtype
     if not shape_fits(shape, dtype.itemsize):
         raise _fail(
             f"blob shape {_short(shape)} is larger than numpy can make (each dimension, "
@@ -192,14 +215,16 @@ def parse_blob(
     buffer = None
     if buffers and len(raw) > _NB and raw[_NB] is not None:
         buffer = _parse_buffer(raw[_NB], shape, source, entry)
-    blob = BlobInfo(
+    nbytes = dtype.itemsize
+    for n in shape:
+        nbytes *= n
+    if nbytes > size:
+        raise _fail(
+            f"blob claims {nbytes} bytes of data in a member of {size} bytes", source, entry
+        )
+    return BlobInfo(
         role, member, offset, size, dtype, tuple(shape), fortran, checksum, descr, name, buffer
     )
-    if blob.nbytes > size:
-        raise _fail(
-            f"blob claims {blob.nbytes} bytes of data in a member of {size} bytes", source, entry
-        )
-    return blob
 
 
 def parse_entry(

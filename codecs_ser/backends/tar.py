@@ -39,8 +39,9 @@ def _octal(value: int, width: int) -> bytes:
     return b"%0*o\x00" % (width - 1, value)
 
 
-def _template(mtime: int) -> tuple[bytes, int]:
-    """A ustar header with empty name, prefix and size, and the byte sum of it."""
+def _template(mtime: int) -> tuple[bytes, bytes, bytes, bytes, int]:
+    """The fixed parts of a ustar header around its name, size, checksum and prefix
+    fields (empty), and the byte sum of the header with those fields empty."""
     header = bytearray(BLOCK)
     header[100:108] = b"0000644\x00"
     header[108:116] = b"0000000\x00"
@@ -49,10 +50,11 @@ def _template(mtime: int) -> tuple[bytes, int]:
     header[148:156] = b"        "
     header[156] = 0x30  # regular file
     header[257:265] = b"ustar\x0000"
-    return bytes(header), sum(header)
+    fixed = bytes(header)
+    return fixed[100:124], fixed[136:148], fixed[156:345], fixed[500:], sum(header)
 
 
-_templates: dict[int, tuple[bytes, int]] = {}
+_templates: dict[int, tuple[bytes, bytes, bytes, bytes, int]] = {}
 
 
 def _ustar_header(name: bytes, size: int, mtime: int) -> bytes | None:
@@ -68,15 +70,22 @@ def _ustar_header(name: bytes, size: int, mtime: int) -> bytes | None:
     found = _templates.get(mtime)
     if found is None:
         found = _templates[mtime] = _template(mtime)
-    template, base_sum = found
-    size_field = _octal(size, 12)
-    header = bytearray(template)
-    header[0 : len(name)] = name
-    header[124:136] = size_field
-    header[345 : 345 + len(prefix)] = prefix
+    mode_to_gid, mtime_field, type_to_version, tail, base_sum = found
+    size_field = b"%011o\x00" % size
     # The checksum is the byte sum with its own field as spaces: sum only what changed.
-    header[148:156] = b"%06o\x00 " % (base_sum + sum(name) + sum(prefix) + sum(size_field))
-    return bytes(header)
+    checksum = b"%06o\x00 " % (base_sum + sum(name) + sum(prefix) + sum(size_field))
+    return b"".join(
+        (
+            name.ljust(100, b"\x00"),
+            mode_to_gid,
+            size_field,
+            mtime_field,
+            checksum,
+            type_to_version,
+            prefix.ljust(155, b"\x00"),
+            tail,
+        )
+    )
 
 
 def member_header(name: str, size: int, mtime: int) -> bytes:
@@ -150,6 +159,10 @@ class TarWriter:
 
 class TarReader:
     """Finds the manifest through the trailer; reads members by the offsets it records."""
+
+    #: ``map_member`` slices one mapping of the whole file: cheap enough to read
+    #: thousands of small members through (codecs_ser._bulk).
+    maps_cheaply = True
 
     def __init__(self, source: Any) -> None:
         self._src = Source(source)
