@@ -394,8 +394,7 @@ class Writer:
         """The packed manifest record of a small C-contiguous ndarray leaf, its blob
         written: the member is built whole and hashed in one call."""
         arr = leaf.obj
-        spec = leaf.spec
-        codec, _ = self._codec_for(spec)
+        codec, _ = self._codec_for(leaf.spec)
         dtype = arr.dtype
         descr = self._descr_cache.get(dtype)
         if descr is None:
@@ -407,18 +406,7 @@ class Writer:
         if self._progress is not None:
             self._progress.advance(arr.nbytes)
         blob_record = ["data", member, offset, len(blob), descr, arr.shape, False, checksum, None]
-        return pack_entry(
-            [
-                obj_index,
-                leaf.path,
-                spec.codec_id,
-                codec.codec_version,
-                spec.dist,
-                None,
-                {},
-                [blob_record],
-            ]
-        )
+        return pack_entry(_plain_record(obj_index, leaf, codec.codec_version, blob_record))
 
     def _codec_for(self, spec: CodecSpec) -> tuple[Any, str | None]:
         """The codec of a spec and the version of its distribution, looked up once per dump."""
@@ -471,18 +459,8 @@ class Writer:
         spec = leaf.spec
         codec, _ = self._codec_for(spec)
         if encoded is None:
-            # What NdarrayCodec.encode returns, without building it: this runs per leaf.
             blob = self._write_array(leaf.stem, "data", leaf.obj, True)
-            return [
-                obj_index,
-                leaf.path,
-                spec.codec_id,
-                codec.codec_version,
-                spec.dist,
-                None,
-                {},
-                [blob],
-            ]
+            return _plain_record(obj_index, leaf, codec.codec_version, blob)
         blobs = []
         for i, (role, arr) in enumerate(encoded.arrays.items()):
             stem = leaf.stem if i == 0 else collector.reserve_member(leaf.stem, role)
@@ -628,6 +606,13 @@ class Writer:
             shared_buffers=self._shared_buffers,
         )
         self._bw.commit(manifest)
+
+
+def _plain_record(obj_index: int, leaf: Leaf, version: int, blob: list[Any]) -> list[Any]:
+    """The manifest record (ENTRY_FIELDS) of a plain ndarray leaf: what
+    NdarrayCodec.encode gives, without building it (this runs per leaf)."""
+    spec = leaf.spec
+    return [obj_index, leaf.path, spec.codec_id, version, spec.dist, None, {}, [blob]]
 
 
 def _note_leaf(e: Exception, leaf: Leaf | None) -> None:
