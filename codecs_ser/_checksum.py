@@ -71,10 +71,6 @@ def factory(algorithm: str) -> Callable[[], Any]:
     return _FACTORIES[algorithm]
 
 
-def _crc32_hex(data: Any) -> str:
-    return f"{zlib.crc32(data):08x}"
-
-
 def _incremental(factory: Callable[[], Any]) -> Callable[[Any], str]:
     def digest(data: Any) -> str:
         hasher = factory()
@@ -88,7 +84,7 @@ def _incremental(factory: Callable[[], Any]) -> Callable[[Any], str]:
 _ONE_SHOT: dict[str, Callable[[Any], str]] = {
     "xxh3_64": xxhash.xxh3_64_hexdigest,
     "xxh3_128": xxhash.xxh3_128_hexdigest,
-    "crc32": _crc32_hex,
+    "crc32": _incremental(_Crc32),
     "sha256": _incremental(_sha256),
     "blake2b": _incremental(_blake2b),
 }

@@ -1178,9 +1178,7 @@ def _readinto_hashed(
     f: Any, target: memoryview, hasher: Any, blob: BlobInfo, source: str | None
 ) -> None:
     """Fill ``target`` from ``f``, hashing each piece right after it is read."""
-    total = target.nbytes
-    for start in range(0, total, HOT_PIECE):
-        piece = target[start : min(start + HOT_PIECE, total)]
+    for piece in _pieces(target):
         _readinto_exact(f, piece, blob, source)
         hasher.update(piece)
 

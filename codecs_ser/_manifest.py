@@ -195,14 +195,13 @@ def parse_blob(
         raise _fail(f"blob member name {member!r} breaks the naming rules", source, entry)
     if name is not None and _NAME.fullmatch(name) is None:
         raise _fail(f"blob name {name!r} breaks the naming rules", source, entry)
-    dtype = _PLAIN_DTYPES.get(descr) if type(descr) is str else None
-    if dtype is None or limits.max_dtype_fields < 1:
+    plain = type(descr) is str and limits.max_dtype_fields >= 1
+    dtype = plain_dtype(descr) if plain else None
+    if dtype is None:
         try:
             dtype = dtype_from_descr(descr)
         except FormatError as e:
             raise _fail(e.message, source, entry) from None
-        if type(descr) is str and len(_PLAIN_DTYPES) < 256 and _PLAIN_TYPE.fullmatch(descr):
-            _PLAIN_DTYPES[descr] = dtype
     if not shape_fits(shape, dtype.itemsize):
         raise _fail(
             f"blob shape {_short(shape)} is larger than numpy can make (each dimension, "
