@@ -3,6 +3,7 @@ zip written with each is one that zipfile checks as sound."""
 
 from __future__ import annotations
 
+import sys
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -45,3 +46,11 @@ def test_zip_members_pass_zipfiles_own_check(tmp_path: Path, crc_impl: str) -> N
         with zipfile.ZipFile(path) as z:
             assert z.testzip() is None
         np.testing.assert_array_equal(codecs_ser.load(path)["big"], obj["big"])
+
+
+def test_without_a_faster_library_zlib_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "isal", None)  # importing them now fails
+    monkeypatch.setitem(sys.modules, "zlib_ng", None)
+    monkeypatch.setattr(_crc32, "_crc32", None)
+    assert _crc32.implementation() == "zlib.crc32"
+    assert _crc32.crc32(b"codecs_ser") == zlib.crc32(b"codecs_ser")

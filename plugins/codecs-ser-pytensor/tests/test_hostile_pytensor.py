@@ -11,11 +11,13 @@ from typing import Any
 import numpy as np
 import pytensor
 import pytest
+from codecs_ser_pytensor._codec import ContainerCodec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pytensor.link.basic import Container
 
 import codecs_ser
+from codecs_ser.codec import DecodeContext, Encoded
 from codecs_ser.errors import CodecsSerError, FormatError
 from codecs_ser.testing import edit_entry_meta
 
@@ -89,3 +91,21 @@ def test_random_meta_raises_only_codecs_ser_errors(tmp_path: Path, changes: dict
     w = back["W"]  # loaded: then it is a container that holds what the blob holds
     assert type(w) is Container and w.type.is_valid_value(w.storage[0])
     np.testing.assert_array_equal(w.storage[0], np.arange(6.0).reshape(2, 3))
+
+
+def test_decoder_refuses_an_entry_without_its_value_blob() -> None:
+    codec = ContainerCodec()
+    enc = codec.encode(pytensor.shared(np.ones(2), name="W").container)
+    with pytest.raises(FormatError, match="no 'value' blob"):
+        codec.decode(Encoded(arrays={}, meta=enc.meta), DecodeContext(codec_version=1))
+
+
+def test_decoder_refuses_a_dtype_pytensor_has_no_type_for() -> None:
+    """A blob of a dtype numpy has and PyTensor lacks (datetimes), named in the meta."""
+    value = np.array(["2020-01-01"], "datetime64[D]")
+    meta = {"dtype": value.dtype.name, "shape": [None], "name": "t", "readonly": False,
+            "strict": False, "allow_downcast": None}  # fmt: skip
+    with pytest.raises(FormatError, match="type is invalid"):
+        ContainerCodec().decode(
+            Encoded(arrays={"value": value}, meta=meta), DecodeContext(codec_version=1)
+        )
