@@ -8,12 +8,12 @@ and the int before each pickle ``BINPERSID``; nothing is unpickled or run.
 
 from __future__ import annotations
 
-import pickletools
 import struct
 from collections.abc import Callable
 
 import msgpack
 
+from ._pickle_ops import pickle_ops
 from ._skeleton import EXT_LEAF, EXT_TUPLE
 from .errors import FormatError
 
@@ -71,7 +71,7 @@ def renumber_pickle(data: bytes, new: Renumber) -> bytes:
     other opcode is kept byte for byte.
     """
     try:
-        ops = list(pickletools.genops(data))
+        ops = list(pickle_ops(data))
     except Exception as e:
         raise FormatError(f"pickled skeleton is malformed: {type(e).__name__}: {e}") from None
     out = bytearray()

@@ -30,6 +30,7 @@ from types import ModuleType
 from typing import Any
 
 from ._pickle_meter import PickleMeter
+from ._pickle_ops import decode_escapes
 from ._safe_globals import SAFE_GLOBALS, PluginGlobals, SafeGlobal, lookup
 from .errors import FormatError, UntrustedError, UsageError
 
@@ -155,6 +156,13 @@ class _Guarded(_PyUnpickler):
             raise FormatError("pickle frame claims more bytes than the pickle holds")
         self._unframer.load_frame(size)
 
+    def load_string(self) -> None:
+        # As the standard one does, but an escape Python never writes must not warn.
+        data = self.readline()[:-1]
+        if len(data) < 2 or data[0] != data[-1] or data[0] not in b"\"'":
+            raise FormatError("the STRING opcode argument must be quoted")
+        self.append(self._decode_string(decode_escapes(data[1:-1])))
+
     def _extension(self, code: int) -> None:
         # The standard unpickler serves extension codes from a cache filled by
         # earlier (possibly trusted) loads; go through find_class every time.
@@ -176,6 +184,7 @@ class _Guarded(_PyUnpickler):
 
     for _op, _name in (
         (pickle.FRAME, "load_frame"),
+        (pickle.STRING, "load_string"),
         (pickle.SETITEM, "load_setitem"),
         (pickle.SETITEMS, "load_setitems"),
         (pickle.ADDITEMS, "load_additems"),

@@ -13,11 +13,10 @@ collide cannot make reading quadratic.
 
 from __future__ import annotations
 
-import io
-import pickletools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from .._pickle_ops import pickle_ops
 from ..errors import FormatError
 
 #: Deepest nesting of marks and containers a pickle may build.
@@ -165,7 +164,7 @@ def _parse(data: bytes, reduce: Reduce, persistent: Persistent) -> tuple[Any, li
         return g
 
     arg: Any
-    for op, arg, _pos in pickletools.genops(io.BytesIO(data)):
+    for op, arg, _pos in pickle_ops(data):
         code = op.name
         if len(stack) > MAX_STACK or len(marks) > MAX_STACK:
             raise FormatError("the pickle nests too deeply")
