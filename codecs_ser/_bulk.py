@@ -60,7 +60,7 @@ class PlainPrefetch:
                 continue
             found = self._read(blob)
             if found is False:
-                return  # this source cannot be mapped: every entry takes the general path
+                return  # no view (an unmappable source, a deflated zip member): general path
             if found is not None:
                 decoded[i] = found
                 owners[i] = obj_index

@@ -58,6 +58,8 @@ CHUNK = 16 << 20
 _MISSING = object()
 #: Plain arrays up to this size are written through one gathered copy and one hash call.
 SMALL_WRITE = 1 << 16
+#: Bytes of small arrays gathered before they are written together.
+SMALL_RUN = 1 << 22
 #: Blobs up to this size are read whole in one call.
 SMALL_BLOB = 1 << 20
 _CORE_DIST = "codecs-ser"
@@ -353,9 +355,11 @@ class Writer:
         plan.plan()
         self._next_buffer = plan.next_id
         names, entries = self._names, self._entries
-        # Small plain arrays take a short path (one hash call, one gathered write); the
-        # bytes written are those of the general path below.
+        # Small plain arrays take a short path (one hash call each, runs written together);
+        # the bytes written are those of the general path below.
         small = self._dedupe is None
+        run: list[Leaf] = []
+        run_bytes = 0
         leaf = None
         try:
             for leaf in collector.leaves:
@@ -368,9 +372,15 @@ class Writer:
                     and arr.nbytes <= SMALL_WRITE
                     and arr.flags.c_contiguous
                 ):
-                    entries.append(self._small_entry(leaf, obj_index))
-                    names.append(leaf.stem)
+                    run.append(leaf)
+                    run_bytes += arr.nbytes
+                    if run_bytes >= SMALL_RUN:
+                        self._write_small(run, obj_index)
+                        run, run_bytes = [], 0
                     continue
+                if run:
+                    self._write_small(run, obj_index)
+                    run, run_bytes = [], 0
                 record = self._leaf_record(
                     leaf, obj_index, collector, encoded.get(leaf.index), plan
                 )
@@ -386,27 +396,53 @@ class Writer:
                     }
                 names.append(leaf.stem)
                 entries.append(pack_entry(record))
+            if run:
+                self._write_small(run, obj_index)
         except Exception as e:
             _note_leaf(e, leaf)
             raise
 
-    def _small_entry(self, leaf: Leaf, obj_index: int) -> bytes:
-        """The packed manifest record of a small C-contiguous ndarray leaf, its blob
-        written: the member is built whole and hashed in one call."""
-        arr = leaf.obj
-        codec, _ = self._codec_for(leaf.spec)
-        dtype = arr.dtype
-        descr = self._descr_cache.get(dtype)
-        if descr is None:
-            descr = self._descr_cache[dtype] = descr_of(dtype)
-        member = leaf.stem + ".npy"
-        blob = build_header(descr, False, arr.shape) + _byte_view(arr)
-        offset = self._bw.write_member(member, len(blob), (memoryview(blob),))
-        checksum = self._algorithm + ":" + self._digest(blob)
-        if self._progress is not None:
-            self._progress.advance(arr.nbytes)
-        blob_record = ["data", member, offset, len(blob), descr, arr.shape, False, checksum, None]
-        return pack_entry(_plain_record(obj_index, leaf, codec.codec_version, blob_record))
+    def _write_small(self, run: list[Leaf], obj_index: int) -> None:
+        """Write a run of small C-contiguous ndarray leaves and add their manifest records:
+        each member is built whole and hashed in one call, and a backend that has
+        ``write_members`` takes the whole run in one call."""
+        descr_cache = self._descr_cache
+        descrs = []
+        blobs = []
+        for leaf in run:
+            arr = leaf.obj
+            dtype = arr.dtype
+            descr = descr_cache.get(dtype)
+            if descr is None:
+                descr = descr_cache[dtype] = descr_of(dtype)
+            descrs.append(descr)
+            blobs.append(build_header(descr, False, arr.shape) + _byte_view(arr))
+        members = [leaf.stem + ".npy" for leaf in run]
+        write_members = getattr(self._bw, "write_members", None)
+        if write_members is not None:
+            offsets = write_members(members, blobs)
+        else:
+            write = self._bw.write_member
+            offsets = [
+                write(member, len(blob), (memoryview(blob),))
+                for member, blob in zip(members, blobs, strict=True)
+            ]
+        prefix = self._algorithm + ":"
+        digest = self._digest
+        progress = self._progress
+        for leaf, member, blob, offset, descr in zip(
+            run, members, blobs, offsets, descrs, strict=True
+        ):
+            arr = leaf.obj
+            codec, _ = self._codec_for(leaf.spec)
+            checksum = prefix + digest(blob)
+            record = ["data", member, offset, len(blob), descr, arr.shape, False, checksum, None]
+            self._entries.append(
+                pack_entry(_plain_record(obj_index, leaf, codec.codec_version, record))
+            )
+            self._names.append(leaf.stem)
+            if progress is not None:
+                progress.advance(arr.nbytes)
 
     def _codec_for(self, spec: CodecSpec) -> tuple[Any, str | None]:
         """The codec of a spec and the version of its distribution, looked up once per dump."""

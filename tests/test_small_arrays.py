@@ -12,6 +12,7 @@ import pytest
 import codecs_ser
 from codecs_ser import _bulk, _container
 from codecs_ser.backends.tar import TarReader
+from codecs_ser.backends.zip import ZipReader
 from codecs_ser.errors import FormatError, IntegrityError
 
 EPOCH = "1700000000"
@@ -91,13 +92,14 @@ def passed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return count
 
 
+@pytest.mark.parametrize("backend", ["tar", "zip"])
 @pytest.mark.parametrize("checksum", ["xxh3_64", "xxh3_128", "crc32", "sha256", "blake2b"])
 def test_whole_object_read_gives_what_was_dumped(
-    tmp_path: Path, checksum: str, passed: list[int]
+    tmp_path: Path, checksum: str, passed: list[int], backend: str
 ) -> None:
     obj = _small_object()
-    path = tmp_path / "c.tar"
-    codecs_ser.dump(obj, path, checksum=checksum)
+    path = tmp_path / f"c.{backend}"
+    codecs_ser.dump(obj, path, checksum=checksum, backend=backend)
     loaded = codecs_ser.load(path)
     # Every small C- or F-ordered array, the datetime and the empty one included.
     assert passed[0] == 30 + 8
@@ -110,13 +112,14 @@ def test_whole_object_read_gives_what_was_dumped(
     assert loaded["kinds"]["f"].flags.f_contiguous
 
 
+@pytest.mark.parametrize("reader", [TarReader, ZipReader])
 def test_whole_object_read_falls_back_where_nothing_can_be_mapped(
-    tmp_path: Path, passed: list[int], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, passed: list[int], monkeypatch: pytest.MonkeyPatch, reader: type
 ) -> None:
     obj = _small_object()
-    path = tmp_path / "c.tar"
-    codecs_ser.dump(obj, path)
-    monkeypatch.setattr(TarReader, "map_member", lambda self, ref: None)
+    path = tmp_path / "c"
+    codecs_ser.dump(obj, path, backend=reader.__module__.rsplit(".", 1)[1])
+    monkeypatch.setattr(reader, "map_member", lambda self, ref: None)
     _assert_same(obj, codecs_ser.load(path))
     assert passed[0] == 0
 
@@ -135,9 +138,10 @@ def _damage(path: Path, at: int) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_damaged_small_member_data_is_an_integrity_error(tmp_path: Path) -> None:
-    path = tmp_path / "c.tar"
-    codecs_ser.dump(_small_object(), path)
+@pytest.mark.parametrize("backend", ["tar", "zip"])
+def test_damaged_small_member_data_is_an_integrity_error(tmp_path: Path, backend: str) -> None:
+    path = tmp_path / f"c.{backend}"
+    codecs_ser.dump(_small_object(), path, backend=backend)
     _damage(path, _member_offset(path, "g3/p1") + 128 + 3)  # inside the data
     with pytest.raises(IntegrityError) as info:
         codecs_ser.load(path)
@@ -149,9 +153,10 @@ def test_damaged_small_member_data_is_an_integrity_error(tmp_path: Path) -> None
     assert loaded["g3"]["p0"].shape == (37,)
 
 
-def test_damaged_small_member_header_is_a_format_error(tmp_path: Path) -> None:
-    path = tmp_path / "c.tar"
-    codecs_ser.dump(_small_object(), path)
+@pytest.mark.parametrize("backend", ["tar", "zip"])
+def test_damaged_small_member_header_is_a_format_error(tmp_path: Path, backend: str) -> None:
+    path = tmp_path / f"c.{backend}"
+    codecs_ser.dump(_small_object(), path, backend=backend)
     _damage(path, _member_offset(path, "g2/p4") + 30)  # inside the .npy header text
     with pytest.raises(FormatError):
         codecs_ser.load(path)
@@ -162,6 +167,17 @@ def test_damaged_tar_header_before_a_small_member_is_refused(tmp_path: Path) -> 
     codecs_ser.dump(_small_object(), path)
     _damage(path, _member_offset(path, "g4/p0") - 512 + 2)  # the member's name in its header
     with pytest.raises(FormatError):
+        codecs_ser.load(path)
+
+
+def test_damaged_zip_local_header_before_a_small_member_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.zip"
+    codecs_ser.dump(_small_object(), path, backend="zip")
+    at = _member_offset(path, "g4/p0")
+    name_at = path.read_bytes().rfind(b"g4/p0.npy", 0, at)  # the name in its local header
+    assert 0 < name_at < at
+    _damage(path, name_at + 1)
+    with pytest.raises(FormatError, match="local header"):
         codecs_ser.load(path)
 
 

@@ -16,7 +16,7 @@ import struct
 import time
 import zipfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -93,6 +93,13 @@ def deflate_bound(size: int) -> int:
     return size + (size >> 12) + (size >> 14) + (size >> 25) + 13
 
 
+def _descriptor(crc: int, stored: int, size: int, zip64: bool) -> bytes:
+    """The data descriptor after a member: its CRC, stored size and size."""
+    if zip64:
+        return struct.pack("<IIQQ", 0x08074B50, crc, stored, size)
+    return struct.pack("<IIII", 0x08074B50, crc, stored, size)
+
+
 @dataclass(slots=True)
 class _Entry:
     name: bytes
@@ -136,29 +143,8 @@ class ZipWriter:
         out = self._out
         raw = name.encode("utf-8")
         flags = _FLAG_DESCRIPTOR | (0 if name.isascii() else _FLAG_UTF8)
-        zip64 = size >= U32
-        extra = struct.pack("<HHQQ", 1, 16, size, size) if zip64 else b""
         header_offset = out.pos
-        fixed = _LOCAL.size + len(raw) + len(extra)
-        pad = -(header_offset + fixed + 6) % ALIGN
-        extra += struct.pack("<HHH", _ALIGN_EXTRA_ID, 2 + pad, ALIGN) + bytes(pad)
-        out.write(
-            _LOCAL.pack(
-                0x04034B50,
-                45 if zip64 else 20,
-                flags,
-                0,
-                self._time,
-                self._date,
-                0,
-                U32 if zip64 else size,
-                U32 if zip64 else size,
-                len(raw),
-                len(extra),
-            )
-        )
-        out.write(raw)
-        out.write(extra)
+        out.write(self._stored_header(raw, flags, size, header_offset))
         data_offset = out.pos
         crc = 0
         for chunk in chunks:
@@ -168,37 +154,65 @@ class ZipWriter:
             raise ValueError(
                 f"member announced {size} bytes but {out.pos - data_offset} were given"
             )
-        if zip64:
-            out.write(struct.pack("<IIQQ", 0x08074B50, crc, size, size))
-        else:
-            out.write(struct.pack("<IIII", 0x08074B50, crc, size, size))
+        out.write(_descriptor(crc, size, size, size >= U32))
         self._entries.append(_Entry(raw, flags, crc, size, header_offset, self._time, self._date))
         return data_offset
 
-    def _local_header(self, raw: bytes, flags: int, method: int, extra: bytes, sizes: int) -> None:
-        """A local header and its extra fields, padded so that the data is aligned."""
-        out = self._out
+    def write_members(self, names: Sequence[str], blobs: Sequence[bytes]) -> list[int]:
+        """Several small members, whole, in one write: the bytes ``write_member`` would
+        write for each in turn; their offsets."""
+        if self._level is not None:
+            return [
+                self.write_member(name, len(blob), (memoryview(blob),))
+                for name, blob in zip(names, blobs, strict=True)
+            ]
+        at = self._out.pos
+        offsets = []
+        parts: list[bytes] = []
+        for name, blob in zip(names, blobs, strict=True):
+            raw = name.encode("utf-8")
+            flags = _FLAG_DESCRIPTOR | (0 if name.isascii() else _FLAG_UTF8)
+            size = len(blob)
+            header = self._stored_header(raw, flags, size, at)
+            crc = crc32(blob)
+            descriptor = _descriptor(crc, size, size, size >= U32)
+            parts += (header, blob, descriptor)
+            self._entries.append(_Entry(raw, flags, crc, size, at, self._time, self._date))
+            offsets.append(at + len(header))
+            at += len(header) + size + len(descriptor)
+        self._out.write(b"".join(parts))
+        return offsets
+
+    def _local_header(
+        self, raw: bytes, flags: int, method: int, extra: bytes, sizes: int, at: int
+    ) -> bytes:
+        """A local header, name and extra fields starting at offset ``at``, padded so that
+        the data is aligned; ``sizes``: what its size fields say."""
         fixed = _LOCAL.size + len(raw) + len(extra)
-        pad = -(out.pos + fixed + 6) % ALIGN
+        pad = -(at + fixed + 6) % ALIGN
         extra += struct.pack("<HHH", _ALIGN_EXTRA_ID, 2 + pad, ALIGN) + bytes(pad)
         version = 45 if sizes == U32 else 20
-        out.write(
-            _LOCAL.pack(
-                0x04034B50,
-                version,
-                flags,
-                method,
-                self._time,
-                self._date,
-                0,
-                sizes,
-                sizes,
-                len(raw),
-                len(extra),
-            )
+        fields = _LOCAL.pack(
+            0x04034B50,
+            version,
+            flags,
+            method,
+            self._time,
+            self._date,
+            0,
+            sizes,
+            sizes,
+            len(raw),
+            len(extra),
         )
-        out.write(raw)
-        out.write(extra)
+        return fields + raw + extra
+
+    def _stored_header(self, raw: bytes, flags: int, size: int, at: int) -> bytes:
+        if size >= U32:
+            return self._local_header(
+                raw, flags, 0, struct.pack("<HHQQ", 1, 16, size, size), U32, at
+            )
+        return self._local_header(raw, flags, 0, b"", size, at)
 
     def _write_deflated(
         self, name: str, size: int, chunks: Iterable[memoryview], level: int
@@ -210,9 +224,8 @@ class ZipWriter:
         # The stored size is known only at the end: zip64 when deflate's bound may need it.
         zip64 = deflate_bound(size) >= U32
         header_offset = out.pos
-        self._local_header(
-            raw, flags, 8, struct.pack("<HHQQ", 1, 16, 0, 0) if zip64 else b"", U32 if zip64 else 0
-        )
+        zip64_extra = struct.pack("<HHQQ", 1, 16, 0, 0) if zip64 else b""
+        out.write(self._local_header(raw, flags, 8, zip64_extra, U32 if zip64 else 0, out.pos))
         data_offset = out.pos
         c = zlib.compressobj(level, zlib.DEFLATED, -15)
         crc = 0
@@ -225,10 +238,7 @@ class ZipWriter:
         if given != size:
             raise ValueError(f"member announced {size} bytes but {given} were given")
         csize = out.pos - data_offset
-        if zip64:
-            out.write(struct.pack("<IIQQ", 0x08074B50, crc, csize, size))
-        else:
-            out.write(struct.pack("<IIII", 0x08074B50, crc, csize, size))
+        out.write(_descriptor(crc, csize, size, zip64))
         self._entries.append(
             _Entry(raw, flags, crc, size, header_offset, self._time, self._date, 8, csize)
         )
@@ -312,6 +322,11 @@ class ZipWriter:
 
 class ZipReader:
     """Finds the manifest through the archive comment; reads stored members by offset."""
+
+    #: ``map_member`` slices one mapping of the whole file after a look at the local
+    #: header: cheap enough to read thousands of small members through (codecs_ser._bulk).
+    #: It gives None for a deflated member, and the whole-object pass then stops.
+    maps_cheaply = True
 
     def __init__(self, source: Any) -> None:
         self._src = Source(source)
