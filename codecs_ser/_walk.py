@@ -79,10 +79,12 @@ class LeafCollector:
                 self._prefix + f"_long/{xxhash.xxh3_64_hexdigest(base.encode('utf-8', 'replace'))}"
             )
         stem, n = base, 0
-        while clash_key(stem) in self._used:
+        key = clash_key(stem)
+        while key in self._used:
             n += 1
             stem = f"{base}~{n}"
-        self._used.add(clash_key(stem))
+            key = clash_key(stem)
+        self._used.add(key)
         return stem
 
     def reserve_member(self, stem: str, role: str) -> str:

@@ -370,3 +370,24 @@ def test_cli_convert_torch_trusted(tmp_path: Path, torch_file: tuple[Path, Any])
         assert _cli.main(["convert", "--trusted", str(src), str(trusted)]) == 0
         loaded = codecs_ser.load(trusted, trusted=True)
         assert torch.equal(loaded["model"]["weight"], obj["model"]["weight"])
+
+
+@pytest.mark.parametrize("where", ["first piece", "last piece"])
+def test_a_damaged_byte_anywhere_in_a_large_stored_member_fails_its_crc(
+    tmp_path: Path, where: str
+) -> None:
+    """Copies are checked piece by piece as they are read: every piece counts."""
+    arr = np.arange(600_000, dtype=np.float32)  # 2.3 MiB: three pieces
+    path = tmp_path / "big.npz"
+    np.savez(path, a=arr)
+    data = bytearray(path.read_bytes())
+    start = data.find(arr[:4].tobytes())
+    at = start + 8 if where == "first piece" else start + arr.nbytes - 8
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(FormatError, match="CRC mismatch"):
+        codecs_ser.load_arrays(path)
+    with pytest.raises(FormatError, match="CRC mismatch"):  # from bytes in memory, too
+        codecs_ser.load_arrays(io.BytesIO(bytes(data)))
+    unchecked = codecs_ser.load_arrays(path, verify=False)["a"]
+    assert np.count_nonzero(unchecked != arr) == 1

@@ -15,7 +15,6 @@ import tarfile
 from collections.abc import Iterable, Sequence
 from typing import Any, BinaryIO
 
-import numpy as np
 import xxhash
 
 from .._clock import now
@@ -40,9 +39,9 @@ def _octal(value: int, width: int) -> bytes:
     return b"%0*o\x00" % (width - 1, value)
 
 
-def _block(mtime: int) -> bytearray:
-    """A ustar header block with everything but its name, size and checksum filled in
-    (those empty, the checksum field as the spaces it is summed as)."""
+def _template(mtime: int) -> tuple[bytes, bytes, bytes, bytes, int]:
+    """The fixed parts of a ustar header around its name, size, checksum and prefix
+    fields (empty), and the byte sum of the header with those fields empty."""
     header = bytearray(BLOCK)
     header[100:108] = b"0000644\x00"
     header[108:116] = b"0000000\x00"
@@ -51,13 +50,6 @@ def _block(mtime: int) -> bytearray:
     header[148:156] = b"        "
     header[156] = 0x30  # regular file
     header[257:265] = b"ustar\x0000"
-    return header
-
-
-def _template(mtime: int) -> tuple[bytes, bytes, bytes, bytes, int]:
-    """The fixed parts of a ustar header around its name, size, checksum and prefix
-    fields (empty), and the byte sum of the header with those fields empty."""
-    header = _block(mtime)
     fixed = bytes(header)
     return fixed[100:124], fixed[136:148], fixed[156:345], fixed[500:], sum(header)
 
@@ -109,37 +101,6 @@ def member_header(name: str, size: int, mtime: int) -> bytes:
     return info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="strict")
 
 
-_OCTAL_11 = 3 * np.arange(10, -1, -1, dtype=np.int64)
-_OCTAL_6 = 3 * np.arange(5, -1, -1, dtype=np.int64)
-
-
-def ustar_headers(names: Sequence[str], sizes: Sequence[int], mtime: int) -> list[Any]:
-    """``member_header`` of many members, built as one array where every name is short
-    ASCII (no pax records needed): fields filled column by column, checksums summed by
-    row."""
-    count = len(names)
-    encoded = [name.encode("ascii") if name.isascii() else b"" for name in names]
-    if (
-        not all(0 < len(name) <= 100 for name in encoded)
-        or not all(0 <= size < 8**11 for size in sizes)
-        or not 0 <= mtime < 8**11
-    ):
-        return [member_header(name, size, mtime) for name, size in zip(names, sizes, strict=True)]
-    headers = np.empty((count, BLOCK), np.uint8)
-    headers[:] = np.frombuffer(_block(mtime), np.uint8)
-    # numpy's S100 pads with NULs, as the name field is padded.
-    headers[:, :100] = np.array(encoded, "S100").view(np.uint8).reshape(count, 100)
-    size = np.array(sizes, np.int64)
-    headers[:, 124:135] = ((size[:, None] >> _OCTAL_11) & 7) + 0x30
-    headers[:, 135] = 0
-    checksum = headers.sum(axis=1, dtype=np.int64)  # at most 512 * 255: six octal digits
-    headers[:, 148:154] = ((checksum[:, None] >> _OCTAL_6) & 7) + 0x30
-    headers[:, 154] = 0
-    headers[:, 155] = 0x20
-    rows = memoryview(headers.tobytes())
-    return [rows[i : i + BLOCK] for i in range(0, count * BLOCK, BLOCK)]
-
-
 _ZEROS = bytes(BLOCK)
 
 
@@ -170,12 +131,13 @@ class TarWriter:
     def write_members(self, names: Sequence[str], blobs: Sequence[bytes]) -> list[int]:
         """Several small members, whole, in one write: the bytes ``write_member`` would
         write for each in turn; their offsets."""
-        sizes = [len(blob) for blob in blobs]
-        headers = ustar_headers(names, sizes, self._mtime)
+        mtime = self._mtime
         pos = self._out.pos
         offsets = []
         parts: list[Any] = []
-        for header, blob, size in zip(headers, blobs, sizes, strict=True):
+        for name, blob in zip(names, blobs, strict=True):
+            size = len(blob)
+            header = member_header(name, size, mtime)
             pos += len(header)
             offsets.append(pos)
             pad = -size % BLOCK
