@@ -3,6 +3,7 @@ general paths give, and every check still holds when a member is damaged."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -193,3 +194,22 @@ def test_skeleton_of_an_earlier_object_cannot_use_a_later_objects_entries(
         assert second["b"].shape == (4,)
         again = c.load()
         assert again["a"].shape == (3,)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["a.npy", "x" * 100, "dir/" * 30 + "leaf.npy", "p" * 150 + "/" + "n" * 99, "é/w.npy"],
+)
+@pytest.mark.parametrize("size", [0, 1, 511, 512, 8**11 - 1, 8**11])
+def test_tar_member_headers_read_back_with_tarfile(name: str, size: int) -> None:
+    import tarfile
+
+    from codecs_ser.backends.tar import member_header
+
+    header = member_header(name, size, 1_700_000_000)
+    info = tarfile.TarInfo.frombuf(header[-512:], "utf-8", "strict")
+    if len(header) > 512:  # pax records carry a long, non-ASCII or large member's fields
+        with tarfile.open(fileobj=io.BytesIO(header + bytes(1024)), mode="r:") as tf:
+            info = tf.next()
+            assert info is not None
+    assert (info.name, info.size, info.mtime, info.type) == (name, size, 1_700_000_000, b"0")

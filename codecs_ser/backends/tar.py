@@ -55,6 +55,9 @@ def _template(mtime: int) -> tuple[bytes, bytes, bytes, bytes, int]:
 
 
 _templates: dict[int, tuple[bytes, bytes, bytes, bytes, int]] = {}
+#: A ustar header from its variable fields and the template's fixed parts; ``s``
+#: fields are padded with NULs, as the name and prefix fields are.
+_USTAR = struct.Struct("100s24s12s12s8s189s155s12s")
 
 
 def _ustar_header(name: bytes, size: int, mtime: int) -> bytes | None:
@@ -74,17 +77,8 @@ def _ustar_header(name: bytes, size: int, mtime: int) -> bytes | None:
     size_field = b"%011o\x00" % size
     # The checksum is the byte sum with its own field as spaces: sum only what changed.
     checksum = b"%06o\x00 " % (base_sum + sum(name) + sum(prefix) + sum(size_field))
-    return b"".join(
-        (
-            name.ljust(100, b"\x00"),
-            mode_to_gid,
-            size_field,
-            mtime_field,
-            checksum,
-            type_to_version,
-            prefix.ljust(155, b"\x00"),
-            tail,
-        )
+    return _USTAR.pack(
+        name, mode_to_gid, size_field, mtime_field, checksum, type_to_version, prefix, tail
     )
 
 
