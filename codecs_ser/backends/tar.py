@@ -277,16 +277,16 @@ class TarReader:
         if whole is not None and 0 < offset <= len(whole) and not offset % BLOCK:
             # What the writer puts, checked first as this runs per read: a regular file
             # ("0") of this size and this (short, ASCII) name.
-            start = offset - BLOCK
+            header = whole[offset - BLOCK : offset].tobytes()  # bytes compare fast
             name = ref.name
             n = len(name)
             if (
-                whole[start + 156] == 48
+                header[156] == 48
                 and n < 100
-                and whole[start + 124 : start + 136] == _octal(ref.size, 12)
-                and whole[start + n] == 0
-                and whole[start : start + n] == name.encode()
-                and whole[start + 345] == 0
+                and header[124:136] == _octal(ref.size, 12)
+                and header[n] == 0
+                and header[:n] == name.encode()
+                and header[345] == 0
             ):
                 return offset
         self._check_header(ref)
