@@ -8,6 +8,7 @@ import codecs
 import pickle
 import pickletools
 import warnings
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -111,3 +112,26 @@ def test_the_foreign_pickle_reader_and_renumbering_read_odd_escapes(raw: bytes) 
 def test_pickle_ops_raises_value_error_on_malformed_pickles(data: bytes) -> None:
     with pytest.raises(ValueError):
         list(pickle_ops(data))
+
+
+#: Protocol 0: strings with odd and known escapes, an int, a float, a unicode string.
+SEED = b"(lp0\nS'a\\qb'\np1\naS'\\x41\\101'\np2\naI12\naF2.5\naVx\\u00e9\np3\na."
+
+
+@given(st.lists(st.tuples(st.integers(0, len(SEED) - 1), st.integers(0, 255)), max_size=4))
+def test_pickle_ops_reads_damaged_pickles_as_pickletools_does(flips: list[tuple[int, int]]) -> None:
+    """The same opcodes and arguments, or an error of the same kind, for any damage."""
+    data = bytearray(SEED)
+    for at, value in flips:
+        data[at] = value
+
+    def read(ops: Any) -> Any:
+        try:
+            return [(op.name, arg, pos) for op, arg, pos in ops(bytes(data))]
+        except Exception as e:
+            return type(e)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        expected = read(pickletools.genops)
+    assert read(pickle_ops) == expected
