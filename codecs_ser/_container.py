@@ -58,8 +58,10 @@ CHUNK = 16 << 20
 _MISSING = object()
 #: Plain arrays up to this size are written through one gathered copy and one hash call.
 SMALL_WRITE = 1 << 16
-#: Bytes of small arrays gathered before they are written together.
+#: Bytes of small arrays gathered before they are written together, each counted with
+#: about what its member adds (headers, padding): a run of tiny arrays stays small too.
 SMALL_RUN = 1 << 22
+MEMBER_OVERHEAD = 1 << 10
 #: Blobs up to this size are read whole in one call.
 SMALL_BLOB = 1 << 20
 _CORE_DIST = "codecs-ser"
@@ -373,7 +375,7 @@ class Writer:
                     and arr.flags.c_contiguous
                 ):
                     run.append(leaf)
-                    run_bytes += arr.nbytes
+                    run_bytes += arr.nbytes + MEMBER_OVERHEAD
                     if run_bytes >= SMALL_RUN:
                         self._write_small(run, obj_index)
                         run, run_bytes = [], 0

@@ -213,3 +213,26 @@ def test_tar_member_headers_read_back_with_tarfile(name: str, size: int) -> None
             info = tf.next()
             assert info is not None
     assert (info.name, info.size, info.mtime, info.type) == (name, size, 1_700_000_000, b"0")
+
+
+def test_runs_of_tiny_arrays_are_written_in_bounded_pieces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run is bounded by what its members add to the file, not by array bytes alone:
+    10,000 scalars are not gathered into one 10 MB write."""
+    from codecs_ser.backends.tar import TarWriter
+
+    calls: list[int] = []
+    real = TarWriter.write_members
+
+    def spy(self: Any, names: Any, blobs: Any) -> list[int]:
+        calls.append(sum(len(blob) for blob in blobs) + 512 * len(blobs))
+        return real(self, names, blobs)
+
+    monkeypatch.setattr(TarWriter, "write_members", spy)
+    obj = [np.full((), i, np.float64) for i in range(10_000)]
+    codecs_ser.dump(obj, tmp_path / "c.tar")
+    assert len(calls) > 1
+    assert max(calls) <= 2 * _container.SMALL_RUN
+    back = codecs_ser.load(tmp_path / "c.tar")
+    assert [float(a) for a in back[:3]] == [0.0, 1.0, 2.0] and len(back) == 10_000
