@@ -459,19 +459,29 @@ class Container:
         m = self._manifest
         only = None if name is None else self._object_index(name)
         reader = self._reader_for(mmap=mmap, verify=verify)
+        plain: dict[int, np.ndarray] = {}  # small plain arrays, read in one pass
+        for obj_index in range(len(m.objects)) if only is None else [only]:
+            reader.read_plain(obj_index, plain, {})
+        prefix = m.objects[only].prefix if only is not None else ""
         out: dict[str, np.ndarray] = {}
+
+        def add(key: str, array: np.ndarray) -> None:
+            if key in out:
+                raise FormatError(
+                    "two arrays of the container have one name", path=m.source, member=key
+                )
+            out[key] = array
+
         for i in range(len(m.names)):
+            array = plain.pop(i, None)
+            if array is not None:  # a plain entry: one blob, named as its entry is
+                add(_strip(m.names[i], prefix), array)
+                continue
             entry = m.entry(i)
             if only is not None and entry.object != only:
                 continue
-            prefix = m.objects[entry.object].prefix if only is not None else ""
             for blob in entry.blobs:
-                key = _strip(blob.name, prefix)
-                if key in out:
-                    raise FormatError(
-                        "two arrays of the container have one name", path=m.source, member=key
-                    )
-                out[key] = reader.read_array(blob, entry=entry.name)
+                add(_strip(blob.name, prefix), reader.read_array(blob, entry=entry.name))
         return out
 
     @overload

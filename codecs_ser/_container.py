@@ -1078,14 +1078,24 @@ class Reader:
             )
         return data
 
+    def read_plain(
+        self, obj_index: int, into: dict[int, np.ndarray], owners: dict[int, int]
+    ) -> None:
+        """Read the small plain arrays of an object in one pass (codecs_ser._bulk) into
+        ``into`` (entry index -> array); nothing with ``mmap``, whose views cost nothing."""
+        if self._mmap:
+            return
+        if self._prefetch is None:
+            self._prefetch = PlainPrefetch(self.m, self._br, verify=self._verify)
+        advance = self.progress.advance if self.progress is not None else None
+        self._prefetch.run(obj_index, into, owners, advance)
+
     def load_object(self, obj_index: int, *, trusted: Any) -> Any:
         obj = self.m.objects[obj_index]
         data = self.read_skeleton(obj)
-        if not self._mmap and type(self._registry.get_codec(NDARRAY_CODEC)) is NdarrayCodec:
-            if self._prefetch is None:
-                self._prefetch = PlainPrefetch(self.m, self._br, verify=self._verify)
-            advance = self.progress.advance if self.progress is not None else None
-            self._prefetch.run(obj_index, self._decoded, self._owners, advance)
+        if type(self._registry.get_codec(NDARRAY_CODEC)) is NdarrayCodec:
+            # The core's codec gives a plain entry's array as it is stored.
+            self.read_plain(obj_index, self._decoded, self._owners)
         resolve = self._resolver(obj_index)
         if obj.skeleton_format == "msgpack":
             return unpack_msgpack(data, resolve)

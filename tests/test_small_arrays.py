@@ -236,3 +236,33 @@ def test_runs_of_tiny_arrays_are_written_in_bounded_pieces(
     assert max(calls) <= 2 * _container.SMALL_RUN
     back = codecs_ser.load(tmp_path / "c.tar")
     assert [float(a) for a in back[:3]] == [0.0, 1.0, 2.0] and len(back) == 10_000
+
+
+@pytest.mark.parametrize("backend", ["tar", "zip"])
+def test_load_arrays_reads_small_arrays_in_the_whole_object_pass(
+    tmp_path: Path, passed: list[int], monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    obj = _small_object()
+    path = tmp_path / f"c.{backend}"
+    codecs_ser.dump(obj, path, backend=backend)
+    codecs_ser.add(path, {"w": np.arange(3.0), "big": np.arange(40_000.0)}, name="extra")
+    fast = codecs_ser.load_arrays(path)
+    fast_extra = codecs_ser.load_arrays(path, name="extra")
+    # Every object's small arrays and then extra's one ("big" is read the general way).
+    assert passed[0] == (30 + 8 + 1) + 1
+    monkeypatch.setattr(_bulk.PlainPrefetch, "run", lambda *args, **kwargs: None)
+    slow = codecs_ser.load_arrays(path)
+    assert list(fast) == list(slow)  # the same names, in the same order
+    for key, array in slow.items():
+        assert array.dtype == fast[key].dtype and np.array_equal(array, fast[key]), key
+    assert list(fast_extra) == ["w", "big"]
+    assert np.array_equal(fast_extra["w"], np.arange(3.0))
+
+
+def test_load_arrays_reports_a_damaged_small_member(tmp_path: Path) -> None:
+    path = tmp_path / "c.tar"
+    codecs_ser.dump(_small_object(), path)
+    _damage(path, _member_offset(path, "g3/p1") + 128 + 3)
+    with pytest.raises(IntegrityError, match="g3/p1"):
+        codecs_ser.load_arrays(path)
+    assert codecs_ser.load_arrays(path, verify=False)["g3/p0"].shape == (37,)
