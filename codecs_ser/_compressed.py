@@ -19,7 +19,7 @@ import os
 import shutil
 import tempfile
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, BinaryIO
 
 from . import _compression
@@ -123,6 +123,16 @@ class CompressedWriter:
 
     def write_member(self, name: str, size: int, chunks: Iterable[memoryview]) -> int | None:
         return self._inner.write_member(name, size, chunks)
+
+    def write_members(self, names: Sequence[str], blobs: Sequence[bytes]) -> list[int | None]:
+        """A run of small members, in one call where the backend's writer takes runs."""
+        write_members = getattr(self._inner, "write_members", None)
+        if write_members is not None:
+            return list(write_members(names, blobs))
+        return [
+            self._inner.write_member(name, len(blob), (memoryview(blob),))
+            for name, blob in zip(names, blobs, strict=True)
+        ]
 
     def commit(self, manifest: bytes) -> None:
         self._inner.commit(manifest)
