@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 from . import _compression
 from ._files import AtomicFile
 from ._limits import get_limits
-from .backend import ContainerReader, ContainerWriter
+from .backend import ContainerReader, ContainerWriter, write_one_by_one
 from .errors import FormatError, UsageError
 
 #: Input read, and output produced, per step of decompression.
@@ -129,10 +129,7 @@ class CompressedWriter:
         write_members = getattr(self._inner, "write_members", None)
         if write_members is not None:
             return list(write_members(names, blobs))
-        return [
-            self._inner.write_member(name, len(blob), (memoryview(blob),))
-            for name, blob in zip(names, blobs, strict=True)
-        ]
+        return write_one_by_one(self._inner, names, blobs)
 
     def commit(self, manifest: bytes) -> None:
         self._inner.commit(manifest)

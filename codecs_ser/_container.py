@@ -40,7 +40,7 @@ from ._skeleton import pack_msgpack, pickle_skeleton, unpack_msgpack
 from ._sparse import PIECE, read_sparse, sparse_fd
 from ._version import __version__
 from ._walk import Leaf, LeafCollector
-from .backend import ContainerReader, ContainerWriter, MemberRef
+from .backend import ContainerReader, ContainerWriter, MemberRef, write_one_by_one
 from .codec import BufferView, CodecSpec, DecodeContext, Encoded
 from .codecs.numpy import NdarrayCodec
 from .errors import (
@@ -425,11 +425,7 @@ class Writer:
         if write_members is not None:
             offsets = write_members(members, blobs)
         else:
-            write = self._bw.write_member
-            offsets = [
-                write(member, len(blob), (memoryview(blob),))
-                for member, blob in zip(members, blobs, strict=True)
-            ]
+            offsets = write_one_by_one(self._bw, members, blobs)
         prefix = self._algorithm + ":"
         digest = self._digest
         progress = self._progress

@@ -9,7 +9,7 @@ Like codecs, a backend is announced by a :class:`BackendSpec` of strings.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol, Union, final, runtime_checkable
 
@@ -72,6 +72,17 @@ class ContainerWriter(Protocol):
     def abort(self) -> None:
         """Drop everything written; an existing container at the target is left as it was."""
         ...
+
+
+def write_one_by_one(
+    writer: ContainerWriter, names: Sequence[str], blobs: Sequence[bytes]
+) -> list[int | None]:
+    """Small whole members through ``write_member``, one after another: what a writer's
+    optional ``write_members`` must write in one call, and the core's way without it."""
+    return [
+        writer.write_member(name, len(blob), (memoryview(blob),))
+        for name, blob in zip(names, blobs, strict=True)
+    ]
 
 
 @runtime_checkable

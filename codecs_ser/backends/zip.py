@@ -25,7 +25,7 @@ import xxhash
 from .._clock import source_date_epoch
 from .._files import AtomicFile, SeqWriter, Source, copy_prefix, identity
 from .._limits import exceeded, get_limits
-from ..backend import MemberRef
+from ..backend import MemberRef, write_one_by_one
 from ..errors import FormatError
 from ._crc32 import crc32
 from ._inflate import InflatingReader
@@ -158,16 +158,13 @@ class ZipWriter:
         self._entries.append(_Entry(raw, flags, crc, size, header_offset, self._time, self._date))
         return data_offset
 
-    def write_members(self, names: Sequence[str], blobs: Sequence[bytes]) -> list[int]:
+    def write_members(self, names: Sequence[str], blobs: Sequence[bytes]) -> list[int | None]:
         """Several small members, whole, in one write: the bytes ``write_member`` would
         write for each in turn; their offsets."""
         if self._level is not None:
-            return [
-                self.write_member(name, len(blob), (memoryview(blob),))
-                for name, blob in zip(names, blobs, strict=True)
-            ]
+            return write_one_by_one(self, names, blobs)
         at = self._out.pos
-        offsets = []
+        offsets: list[int | None] = []
         parts: list[bytes] = []
         for name, blob in zip(names, blobs, strict=True):
             raw = name.encode("utf-8")

@@ -19,11 +19,9 @@ from typing import Any, BinaryIO, cast
 
 import numpy as np
 
+from .._container import HOT_PIECE
 from ..backends._crc32 import crc32
 from ..errors import FormatError, UsageError
-
-#: Bytes copied, then checked, at a time (small enough to stay in the CPU's cache).
-PIECE = 1 << 20
 
 HEAD = 4096
 #: A deflated member may not claim to grow more than this (deflate's own limit is
@@ -116,7 +114,7 @@ class Source:
         if mmap:
             return np.frombuffer(self._root._mapped(), np.uint8, n, offset)
         out = np.empty(n, np.uint8)
-        step = PIECE if on_piece is not None else max(n, 1)
+        step = HOT_PIECE if on_piece is not None else max(n, 1)
         for start in range(0, n, step):
             piece = out.data[start : start + step]
             self._copy_into(piece, offset + start, what)
